@@ -1,0 +1,129 @@
+"""Command line: serve, demo, config check.
+
+    python -m shared serve --config FILE --port N [--host H]
+    python -m shared demo [--port N]
+    python -m shared config check FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+import sys
+
+import uvicorn
+
+from .app import create_app
+from .config import load_config_file, parse_config, warn_about_risks
+from .errors import ConfigError
+from .telemetry import configure_logging
+
+
+def _uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = load_config_file(args.config)
+    warn_about_risks(config)
+    app = create_app(config)
+    sock = _listening_socket(args.host, args.port)
+    bound = sock.getsockname()[1]
+    print(f"MCP gateway listening on http://{args.host}:{bound}", flush=True)
+    server = uvicorn.Server(_uvicorn_config(app, args.host, bound))
+    server.run(sockets=[sock])
+    return 0
+
+
+async def _run_demo(host: str, port: int) -> None:
+    from .demo import build_demo_server, demo_config, vscode_snippet
+
+    backend_sock = _listening_socket("127.0.0.1", 0)
+    backend_port = backend_sock.getsockname()[1]
+    backend_app = build_demo_server().streamable_http_app(streamable_http_path="/mcp")
+    backend = uvicorn.Server(_uvicorn_config(backend_app, "127.0.0.1", backend_port))
+
+    config = parse_config(demo_config(f"http://127.0.0.1:{backend_port}/mcp"))
+    gateway_sock = _listening_socket(host, port)
+    gateway_port = gateway_sock.getsockname()[1]
+    gateway = uvicorn.Server(_uvicorn_config(create_app(config), host, gateway_port))
+
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{gateway_port}"
+    print(f"Demo MCP backend (MCP SDK server) on http://127.0.0.1:{backend_port}/mcp")
+    print(f"MCP gateway on {url}\n\nMCP endpoint: {url}/mcp/demo\n")
+    print("VS Code .vscode/mcp.json:\n" + vscode_snippet(url) + "\n\nCtrl+C stops both.", flush=True)
+    await asyncio.gather(backend.serve(sockets=[backend_sock]), gateway.serve(sockets=[gateway_sock]))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        asyncio.run(_run_demo(args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config = load_config_file(args.file)
+    warn_about_risks(config)
+    names = ", ".join(sorted(config.servers))
+    print(f"{args.file}: OK ({len(config.servers)} server(s): {names})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m shared", description="MCP gateway")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the gateway with uvicorn")
+    serve.add_argument("--config", required=True, help="gateway config JSON file")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.set_defaults(func=cmd_serve)
+
+    demo = commands.add_parser("demo", help="run a demo MCP server behind the gateway")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.set_defaults(func=cmd_demo)
+
+    config = commands.add_parser("config", help="config tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser("check", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_config_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        return args.func(args)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The gateway as one ASGI app: routes, and the pipeline every request runs through.
+
+`Gateway.handle` takes a Starlette Request and returns a response, so the local
+server (uvicorn, via `__call__`) and Azure Functions (function_app.py) share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from . import __version__
+from .body import RequestBody
+from .config import GatewayConfig, ServerConfig
+from .cors import CorsHandler
+from .errors import NO_ID, GatewayError, MethodNotAllowed, UnknownServer, error_response
+from .guard import HostGuard
+from .headers import INBOUND_CREDENTIAL_HEADERS, strip_query_params, upstream_headers
+from .legacy_sse import MessageEndpoints
+from .proxy import ProxyResponse, UpstreamClient, open_upstream
+
+logger = logging.getLogger("shared.app")
+access_log = logging.getLogger("shared.access")
+
+RouteKind = Literal["health", "mcp", "sse", "message"]
+
+_METHODS: Mapping[RouteKind, frozenset[str]] = {
+    "health": frozenset({"GET"}),
+    "mcp": frozenset({"GET", "POST", "DELETE"}),
+    "sse": frozenset({"GET"}),
+    "message": frozenset({"POST"}),
+}
+_CREDENTIAL_QUERY_PARAMS = frozenset({b"subscription-key"})
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: RouteKind
+    server: ServerConfig | None = None
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, *, environ: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.guard = HostGuard.from_settings(config.gateway, environ)
+        self.cors = CorsHandler(config.gateway.cors)
+        self.upstream = UpstreamClient()
+        self.message_endpoints = MessageEndpoints()
+
+    # -- ASGI front door (local server) ---------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            response = await self.handle(Request(scope, receive))
+            await response(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
+
+    # -- the pipeline ----------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Any:
+        started = time.perf_counter()
+        body: RequestBody | None = None
+        route: Route | None = None
+        try:
+            self.guard.check_host(request.headers.get("host"))
+            self.guard.check_origin(request.headers.get("origin"))
+            route = self._resolve(request.url.path)
+            if request.method == "OPTIONS" and route.kind != "health":
+                return self.cors.preflight(request)
+            if request.method not in _METHODS[route.kind]:
+                raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+            if route.kind == "health":
+                return JSONResponse({"status": "ok", "version": __version__})
+            assert route.server is not None
+            body = self._request_body(request)
+            response = await self._forward(request, route, body)
+        except GatewayError as error:
+            if body is not None:
+                await body.read_for_error()
+            response = error_response(error, body.jsonrpc_id() if body is not None else NO_ID)
+            self.cors.decorate(request, response.raw_headers)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "%s %s server=%s status=%s ms=%.1f",
+                request.method,
+                request.url.path,
+                route.server.name if route and route.server else "-",
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+            )
+        return response
+
+    def _resolve(self, path: str) -> Route:
+        if path == "/healthz":
+            return Route("health")
+        parts = path.strip("/").split("/")
+        if len(parts) < 2 or len(parts) > 3 or parts[0] != "mcp":
+            raise UnknownServer(f"no route for {path}")
+        server = self.config.servers.get(parts[1])
+        if server is None:
+            raise UnknownServer(f"no MCP server named {parts[1]!r}")
+        kind: RouteKind = "mcp" if len(parts) == 2 else parts[2]  # type: ignore[assignment]
+        if kind not in ("mcp", "sse", "message"):
+            raise UnknownServer(f"no route for {path}")
+        if (server.transport == "sse") != (kind != "mcp"):
+            hint = f"/mcp/{server.name}/sse" if server.transport == "sse" else f"/mcp/{server.name}"
+            raise UnknownServer(f"server {server.name!r} speaks {server.transport}: use {hint}")
+        return Route(kind, server)
+
+    def _request_body(self, request: Request) -> RequestBody | None:
+        if request.method in ("GET", "DELETE", "HEAD"):
+            return None
+        length = request.headers.get("content-length")
+        return RequestBody(
+            request.stream(),
+            limit=self.config.gateway.max_body_bytes,
+            declared_length=int(length) if length and length.isdigit() else None,
+        )
+
+    async def _forward(self, request: Request, route: Route, body: RequestBody | None) -> ProxyResponse:
+        server = route.server
+        assert server is not None
+        query = strip_query_params(request.scope.get("query_string", b""), _CREDENTIAL_QUERY_PARAMS)
+        if route.kind == "message":
+            url = self.message_endpoints.upstream_url(server, query)
+        else:
+            url = f"{server.url}?{query.decode('latin-1')}" if query else server.url
+        client = request.scope.get("client")
+        headers = upstream_headers(
+            request.scope["headers"],
+            client_ip=client[0] if client else "unknown",
+            scheme=request.url.scheme,
+            dropped=INBOUND_CREDENTIAL_HEADERS,
+            extra=server.headers,
+        )
+        if route.kind == "sse":
+            # The endpoint event is rewritten, so it must arrive uncompressed.
+            headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]
+        upstream = await open_upstream(
+            self.upstream.client,
+            server,
+            method=request.method,
+            url=url,
+            headers=headers,
+            content=body,
+        )
+        extra = self.cors.response_headers(request)
+        rewrite = self.message_endpoints.rewriter(server) if route.kind == "sse" and upstream.is_success else None
+        return ProxyResponse(
+            upstream, server, keep_alive=self.config.gateway.keep_alive_seconds, extra_headers=extra, rewrite=rewrite
+        )
+
+
+def create_app(config: GatewayConfig, *, environ: Mapping[str, str] | None = None) -> Gateway:
+    """The one factory both front doors use."""
+    return Gateway(config, environ=environ)

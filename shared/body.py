@@ -1,0 +1,69 @@
+"""The inbound request body, streamed up as it arrives.
+
+Only a bounded prefix is kept, so that an error answer can carry the JSON-RPC `id`
+of the request it answers; the body itself is never buffered whole.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterator
+
+from .errors import NO_ID, BodyTooLarge
+
+CAPTURE_LIMIT = 64 * 1024
+
+
+class RequestBody:
+    def __init__(self, chunks: AsyncIterator[bytes], *, limit: int, declared_length: int | None) -> None:
+        if declared_length is not None and declared_length > limit:
+            raise BodyTooLarge(f"request body of {declared_length} bytes is over the {limit}-byte limit")
+        self._chunks = chunks
+        self._limit = limit
+        self._size = 0
+        self._prefix = bytearray()
+        self._started = False
+        self.complete = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self._started = True
+        async for chunk in self._chunks:
+            if not chunk:
+                continue
+            self._take(chunk)
+            yield chunk
+        self.complete = True
+
+    def _take(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._limit:
+            raise BodyTooLarge(f"request body is over the {self._limit}-byte limit")
+        if len(self._prefix) < CAPTURE_LIMIT:
+            self._prefix += chunk[: CAPTURE_LIMIT - len(self._prefix)]
+
+    async def read_for_error(self) -> None:
+        """Read what the backend never took (e.g. it refused the connection), bounded,
+        so the error answer can still name the request's id."""
+        if self._started:
+            return
+        self._started = True
+        try:
+            async for chunk in self._chunks:
+                self._take(chunk)
+                if len(self._prefix) >= CAPTURE_LIMIT:
+                    return
+        except Exception:  # the error answer is best effort; the original error wins
+            return
+        self.complete = True
+
+    def jsonrpc_id(self) -> Any:
+        """The id of a single JSON-RPC request, or NO_ID (notification, batch, not JSON)."""
+        if not self.complete or self._size > CAPTURE_LIMIT:
+            return NO_ID
+        try:
+            message = json.loads(self._prefix)
+        except ValueError:
+            return NO_ID
+        if isinstance(message, dict) and "method" in message and isinstance(message.get("id"), (str, int)):
+            return message["id"]
+        return NO_ID

@@ -1,0 +1,123 @@
+"""One exception tree, and the one function that turns an error into a response.
+
+    GatewayError
+    ├── ConfigError                 bad config (start-up; never reaches a client)
+    ├── UnknownServer          404
+    ├── MethodNotAllowed       405
+    ├── HostNotAllowed         421  (DNS-rebinding guard)
+    ├── OriginNotAllowed       403  (DNS-rebinding guard)
+    ├── BodyTooLarge           413
+    ├── BackendUnavailable     502  (refused, reset, bad answer)
+    └── BackendTimeout         504
+
+Messages are written for the caller: they name what was wrong, never a credential.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.responses import Response
+
+NO_ID: Any = object()
+"""Marks a request that was not a JSON-RPC request (so the error body is plain JSON)."""
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+    status = 500
+    code = "internal_error"
+    jsonrpc_code = -32603
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class ConfigError(GatewayError):
+    """The gateway config is invalid; `field` names the offending part."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+
+
+class UnknownServer(GatewayError):
+    """No server of that name is configured."""
+
+    status = 404
+    code = "unknown_server"
+    jsonrpc_code = -32601
+
+
+class MethodNotAllowed(GatewayError):
+    """The route does not take this HTTP method."""
+
+    status = 405
+    code = "method_not_allowed"
+    jsonrpc_code = -32600
+
+
+class HostNotAllowed(GatewayError):
+    """The Host header is not one this gateway serves (DNS rebinding)."""
+
+    status = 421
+    code = "host_not_allowed"
+    jsonrpc_code = -32600
+
+
+class OriginNotAllowed(GatewayError):
+    """A browser Origin that is not allowed (DNS rebinding, cross-site calls)."""
+
+    status = 403
+    code = "origin_not_allowed"
+    jsonrpc_code = -32600
+
+
+class BodyTooLarge(GatewayError):
+    """The request body is over the configured limit."""
+
+    status = 413
+    code = "body_too_large"
+    jsonrpc_code = -32600
+
+
+class BackendUnavailable(GatewayError):
+    """The backend refused the connection, reset it, or answered unusably."""
+
+    status = 502
+    code = "backend_unavailable"
+    jsonrpc_code = -32002
+
+
+class BackendTimeout(GatewayError):
+    """The backend did not answer within the configured time."""
+
+    status = 504
+    code = "backend_timeout"
+    jsonrpc_code = -32001
+
+
+def error_response(error: GatewayError, jsonrpc_id: Any = NO_ID) -> Response:
+    """The only place an error becomes an HTTP response body.
+
+    A JSON-RPC request gets a JSON-RPC error with its own `id`, so an MCP client can
+    match it to the call it made; anything else gets a small JSON error object.
+    """
+    if jsonrpc_id is NO_ID:
+        body: dict[str, Any] = {"error": {"code": error.code, "message": error.message}}
+    else:
+        body = {
+            "jsonrpc": "2.0",
+            "id": jsonrpc_id,
+            "error": {"code": error.jsonrpc_code, "message": error.message, "data": {"status": error.status}},
+        }
+    return Response(
+        json.dumps(body, separators=(",", ":")).encode(),
+        status_code=error.status,
+        headers=error.headers,
+        media_type="application/json",
+    )

@@ -1,0 +1,116 @@
+"""Header hygiene, both ways.
+
+Up: everything the MCP client sent, less hop-by-hop headers and every inbound
+credential, plus X-Forwarded-* and a traceparent. Down: everything the backend
+sent, less hop-by-hop headers and cookies. MCP headers (Mcp-Session-Id,
+MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name, Mcp-Param-*) pass
+untouched because nothing here names them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+from .config import HOP_BY_HOP
+
+RawHeaders = Sequence[tuple[bytes, bytes]]
+
+_HOP_BY_HOP = frozenset(h.encode() for h in HOP_BY_HOP)
+
+INBOUND_CREDENTIAL_HEADERS = frozenset(
+    {
+        b"authorization",
+        b"cookie",
+        b"ocp-apim-subscription-key",
+        b"proxy-authorization",
+        # App Service authentication ("Easy Auth") injects the caller's identity and tokens.
+        b"x-ms-client-principal",
+        b"x-ms-client-principal-id",
+        b"x-ms-client-principal-name",
+        b"x-ms-client-principal-idp",
+        b"x-ms-token-aad-access-token",
+        b"x-ms-token-aad-id-token",
+        b"x-ms-token-aad-refresh-token",
+    }
+)
+"""Never forwarded. Auth stages add their configured header names to this set."""
+
+_REPLACED_UP = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
+# The gateway checks Origin itself; passed on, a browser's Origin would trip the
+# backend's own DNS-rebinding check, which knows nothing of the gateway's clients.
+_CHECKED_HERE = frozenset({b"origin"})
+_DROPPED_DOWN = _HOP_BY_HOP | {b"set-cookie", b"server", b"date"}
+
+
+def _connection_tokens(headers: RawHeaders) -> frozenset[bytes]:
+    """Headers named in Connection are hop-by-hop for this message too (RFC 9110 7.6.1)."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return frozenset(tokens)
+
+
+def new_traceparent() -> bytes:
+    """A fresh W3C traceparent, so the backend's logs can be joined to ours."""
+    return b"00-" + os.urandom(16).hex().encode() + b"-" + os.urandom(8).hex().encode() + b"-01"
+
+
+def upstream_headers(
+    inbound: RawHeaders,
+    *,
+    client_ip: str,
+    scheme: str,
+    dropped: frozenset[bytes] = INBOUND_CREDENTIAL_HEADERS,
+    extra: Iterable[tuple[str, str]] = (),
+) -> list[tuple[bytes, bytes]]:
+    """Headers for the backend request; `dropped` holds lower-case names never forwarded."""
+    drop = _HOP_BY_HOP | _REPLACED_UP | _CHECKED_HERE | dropped | _connection_tokens(inbound)
+    out: list[tuple[bytes, bytes]] = []
+    host = b""
+    forwarded_for = b""
+    proto = scheme.encode()
+    has_traceparent = False
+    has_accept_encoding = False
+    for name, value in inbound:
+        lower = name.lower()
+        if lower == b"host":
+            host = value
+        elif lower == b"x-forwarded-for":
+            forwarded_for = value
+        elif lower == b"x-forwarded-proto":
+            proto = value
+        if lower in drop:
+            continue
+        if lower == b"traceparent":
+            has_traceparent = True
+        elif lower == b"accept-encoding":
+            has_accept_encoding = True
+        out.append((lower, value))
+    chain = forwarded_for + b", " + client_ip.encode() if forwarded_for else client_ip.encode()
+    out.append((b"x-forwarded-for", chain))
+    out.append((b"x-forwarded-proto", proto))
+    if host:
+        out.append((b"x-forwarded-host", host))
+    if not has_traceparent:
+        out.append((b"traceparent", new_traceparent()))
+    if not has_accept_encoding:
+        # Bytes pass through undecoded: never let the HTTP client ask for a compression
+        # the MCP client did not.
+        out.append((b"accept-encoding", b"identity"))
+    out.extend((k.lower().encode(), v.encode()) for k, v in extra)
+    return out
+
+
+def downstream_headers(upstream: RawHeaders) -> list[tuple[bytes, bytes]]:
+    drop = _DROPPED_DOWN | _connection_tokens(upstream)
+    return [(name.lower(), value) for name, value in upstream if name.lower() not in drop]
+
+
+def strip_query_params(query: bytes, names: frozenset[bytes]) -> bytes:
+    """The query string without credential parameters (e.g. subscription-key)."""
+    if not query or not names:
+        return query
+    kept = [part for part in query.split(b"&") if part.split(b"=", 1)[0].lower() not in names]
+    return b"&".join(kept)

@@ -1,0 +1,23 @@
+"""Logging set-up: plain structured lines on stderr, level from MCP_GATEWAY_LOG_LEVEL."""
+
+from __future__ import annotations
+
+import logging
+from typing import Mapping
+
+from .settings import env
+
+_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+def configure_logging(environ: Mapping[str, str] | None = None) -> None:
+    level = (env("MCP_GATEWAY_LOG_LEVEL", environ) or "INFO").upper()
+    if level not in _LEVELS:
+        level = "INFO"
+    root = logging.getLogger("shared")
+    root.setLevel(level)
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        root.addHandler(handler)
+        root.propagate = False
