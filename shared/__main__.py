@@ -29,6 +29,9 @@ def _uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
         lifespan="on",
         log_level="warning",
         access_log=False,
+        # The client address is the socket's: an inbound X-Forwarded-For is the caller's
+        # claim, passed on as such, never trusted as the peer.
+        proxy_headers=False,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
         timeout_graceful_shutdown=5,
