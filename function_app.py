@@ -11,6 +11,9 @@ from azurefunctions.extensions.http.fastapi import Request, StreamingResponse
 
 from shared.functions import gateway
 
+# Fail fast: a bad config stops indexing here, and the host logs the field it names.
+gateway()
+
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 

@@ -109,8 +109,8 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return (f"{where}.{missing}" if where != "(root)" else missing, "is required")
-    if error.validator == "propertyNames":
-        return (where, f"invalid name {error.instance!r}: use letters, digits, '-' and '_' (max 64)")
+    if "propertyNames" in error.schema_path:
+        return (where, f"invalid name {error.instance!r} (must match {error.validator_value})")
     if error.validator == "pattern" and str(error.schema.get("pattern", "")).startswith("^https?"):
         return (where, f"{error.instance!r} is not an http(s) URL")
     if error.validator == "type":

@@ -13,6 +13,7 @@ import logging
 from typing import AsyncIterator, Awaitable, Callable
 
 import httpx
+from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from .config import ServerConfig
@@ -83,11 +84,12 @@ async def open_upstream(
 Rewriter = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
 
 
-class ProxyResponse:
+class ProxyResponse(StreamingResponse):
     """An ASGI response that relays a backend response, closing it whatever happens.
 
-    Starlette's StreamingResponse would do for the happy path; this one adds SSE
-    keep-alives, the idle-stream limit, and a quiet end when the client leaves.
+    A StreamingResponse, so Azure Functions' HTTP streams (FastAPI) send it as is;
+    its own `__call__` adds SSE keep-alives, the idle-stream limit, and a quiet end
+    when the client leaves.
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class ProxyResponse:
     ) -> None:
         self.upstream = upstream
         self.server = server
+        self.background = None
         self.status_code = upstream.status_code
         self.raw_headers = downstream_headers(upstream.headers.raw) + (extra_headers or [])
         self.keep_alive = keep_alive

@@ -1,0 +1,121 @@
+"""Config validation: bad documents fail at start-up, naming the field."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from shared.config import SCHEMA_PATH, load_config_from_env, load_config_text, parse_config
+from shared.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = {"servers": {"docs": {"url": "https://docs.internal.example/mcp", "anonymous": True}}}
+
+
+def _check(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "gateway.json"
+    path.write_text(text)
+    return subprocess.run(
+        [sys.executable, "-m", "shared", "config", "check", str(path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("document", "field", "reason"),
+    [
+        ({"servers": {"docs": {"url": "https://x/mcp", "anonymous": True, "urll": "y"}}}, "servers.docs", "unknown field 'urll'"),
+        ({"servers": {"docs": {"anonymous": True}}}, "servers.docs.url", "is required"),
+        ({"servers": {"docs": {"url": "https://x/mcp"}}}, "servers.docs.anonymous", "no inbound auth"),
+        ({"servers": {"docs": {"url": "https://x/mcp", "anonymous": False}}}, "servers.docs.anonymous", "no inbound auth"),
+        ({"servers": {"docs": {"url": "ftp://x/mcp", "anonymous": True}}}, "servers.docs.url", "not an http(s) URL"),
+        ({"servers": {"docs": {"url": "https://u:p@x/mcp", "anonymous": True}}}, "servers.docs.url", "credentials in the URL"),
+        ({"servers": {}}, "servers", "should be non-empty"),
+        ({}, "servers", "is required"),
+        ({"servers": {"bad name": {"url": "https://x", "anonymous": True}}}, "servers", "invalid name 'bad name'"),
+        ({"servers": {"d": {"url": "https://x", "anonymous": True, "timeouts": {"read": 0}}}}, "servers.d.timeouts.read", "0"),
+        ({"servers": {"d": {"url": "https://x", "anonymous": True, "headers": {"Host": "evil"}}}}, "servers.d.headers.Host", "cannot be set"),
+        ({"servers": {"d": {"url": "https://x", "anonymous": True, "messageUrl": "https://x/m"}}}, "servers.d.messageUrl", "only applies to transport 'sse'"),
+        ({"servers": GOOD["servers"], "gateway": {"keepAliveSeconds": 300}}, "gateway.keepAliveSeconds", "300"),
+        ({"servers": GOOD["servers"], "extra": 1}, "'extra'", "unknown field"),
+    ],
+)
+def test_bad_config_names_the_field(document, field, reason):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document)
+    assert caught.value.field == field
+    assert reason in str(caught.value)
+
+
+def test_good_config_builds_typed_immutable_settings():
+    config = parse_config({
+        "servers": {"docs": {"url": "https://x/mcp", "anonymous": True, "timeouts": {"read": 5}, "headers": {"X-A": "b"}}},
+        "gateway": {"allowedHosts": ["gw.example.com"], "maxBodyBytes": 2048},
+    })
+    docs = config.servers["docs"]
+    assert docs.timeouts.read == 5 and docs.timeouts.connect == 10 and docs.headers == (("X-A", "b"),)
+    assert config.gateway.allowed_hosts == ("gw.example.com",) and config.gateway.max_body_bytes == 2048
+    with pytest.raises(TypeError):
+        config.servers["other"] = docs  # type: ignore[index]
+
+
+def test_bad_json_names_the_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"not valid JSON: .* line 2"):
+        load_config_text('{"servers":\n  {,}}', "gateway.json")
+
+
+def test_config_comes_from_a_path_or_inline_json(tmp_path):
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(GOOD))
+    assert set(load_config_from_env({"MCP_GATEWAY_CONFIG": str(path)}).servers) == {"docs"}
+    assert set(load_config_from_env({"MCP_GATEWAY_CONFIG": json.dumps(GOOD)}).servers) == {"docs"}
+    with pytest.raises(ConfigError, match="MCP_GATEWAY_CONFIG: is not set"):
+        load_config_from_env({})
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config_from_env({"MCP_GATEWAY_CONFIG": str(tmp_path / "missing.json")})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"servers": {"d": {"url": "https://x/mcp", "anonymous": true, "urll": 1}}}', "servers.d: unknown field 'urll'"),
+        ('{"servers": {"d": {"anonymous": true}}}', "servers.d.url: is required"),
+        ('{"servers": {"d": {"url": "https://x/mcp"}}', "not valid JSON"),
+        ('{"servers": {"d": {"url": "https://x/mcp"}}}', "servers.d.anonymous: no inbound auth is declared"),
+    ],
+)
+def test_config_check_exits_non_zero_naming_the_field(tmp_path, text, expected):
+    result = _check(tmp_path, text)
+    assert result.returncode == 2
+    assert expected in result.stderr
+
+
+def test_config_check_accepts_a_good_file_and_warns_about_anonymous_servers(tmp_path):
+    result = _check(tmp_path, json.dumps(GOOD))
+    assert result.returncode == 0, result.stderr
+    assert "OK (1 server(s): docs)" in result.stdout
+    assert "server 'docs' is anonymous" in result.stderr
+
+
+def test_serve_with_a_bad_config_exits_before_listening(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"servers": {"d": {"url": "https://x/mcp"}}}')
+    result = subprocess.run(
+        [sys.executable, "-m", "shared", "serve", "--config", str(path), "--port", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2 and "servers.d.anonymous" in result.stderr
+    assert "listening" not in result.stdout
+
+
+def test_published_schema_is_valid_and_accepts_the_sample_config():
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    sample = json.loads((ROOT / "gateway.sample.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(sample)
+    parse_config(sample)
