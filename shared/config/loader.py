@@ -1,95 +1,43 @@
-"""Load and validate the gateway config into immutable typed objects.
-
-The JSON Schema (config.schema.json, published for editors) is the single source of
-the shape; the checks it cannot express sit in `_check_server`. Every error names
-the field, so a bad deployment fails at start-up with a message a person can act on.
-"""
+"""Schema validation, the checks a schema cannot express, and building the typed config."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 import jsonschema
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
-from .errors import ConfigError
-from .settings import env
+from ..errors import ConfigError
+from ..settings import env
+from .inbound import build_inbound, build_subscriptions
+from .model import HOP_BY_HOP, CorsPolicy, GatewayConfig, GatewaySettings, ServerConfig, Timeouts
+from .outbound import build_outbound
 
 logger = logging.getLogger("shared.config")
 
-SCHEMA_PATH = Path(__file__).with_name("config.schema.json")
-
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
+SCHEMA_DIR = Path(__file__).with_name("schema")
+SCHEMA_PATH = SCHEMA_DIR / "config.schema.json"
+_SCHEMA_BASE = "https://mcp-gateway.invalid/schema/"
 _RESERVED_STATIC_HEADERS = HOP_BY_HOP | {"host", "content-length", "authorization", "cookie"}
 
-Transport = Literal["streamable-http", "sse"]
 
-
-@dataclass(frozen=True)
-class Timeouts:
-    connect: float = 10.0
-    read: float = 60.0
-    idle_stream: float = 3600.0
-
-
-@dataclass(frozen=True)
-class CorsPolicy:
-    allow_origins: tuple[str, ...]
-    max_age_seconds: int = 600
-
-
-@dataclass(frozen=True)
-class GatewaySettings:
-    allowed_hosts: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
-    cors: CorsPolicy | None = None
-    max_body_bytes: int = 4 * 1024 * 1024
-    keep_alive_seconds: float = 20.0
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    name: str
-    url: str
-    transport: Transport = "streamable-http"
-    message_url: str | None = None
-    anonymous: bool = False
-    description: str = ""
-    timeouts: Timeouts = Timeouts()
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def origin(self) -> str:
-        """scheme://host[:port] of the backend, for same-origin checks."""
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc}"
-
-
-@dataclass(frozen=True)
-class GatewayConfig:
-    servers: Mapping[str, ServerConfig]
-    gateway: GatewaySettings = field(default_factory=GatewaySettings)
-
-
-def _schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text())
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    """The published schema files, linked by relative $refs as an editor sees them."""
+    resources = []
+    for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
+        document = {**json.loads(path.read_text()), "$id": _SCHEMA_BASE + path.name}
+        resources.append((_SCHEMA_BASE + path.name, Resource.from_contents(document, default_specification=DRAFT202012)))
+    registry = Registry().with_resources(resources)
+    root = registry.contents(_SCHEMA_BASE + SCHEMA_PATH.name)
+    return jsonschema.Draft202012Validator(root, registry=registry)
 
 
 def _field_path(path: Any) -> str:
@@ -136,10 +84,12 @@ def _check_server(name: str, raw: Mapping[str, Any]) -> None:
     for header in raw.get("headers", {}):
         if header.lower() in _RESERVED_STATIC_HEADERS:
             raise ConfigError(f"{prefix}.headers.{header}", "this header cannot be set statically")
-    if raw.get("anonymous") is not True:
+    if raw.get("anonymous") is True and "auth" in raw:
+        raise ConfigError(f"{prefix}.anonymous", "a server with auth cannot also be anonymous")
+    if raw.get("anonymous") is not True and "auth" not in raw:
         raise ConfigError(
             f"{prefix}.anonymous",
-            "no inbound auth is declared; say \"anonymous\": true to let any caller in",
+            "no inbound auth is declared: add \"auth\", or say \"anonymous\": true to let any caller in",
         )
 
 
@@ -158,6 +108,8 @@ def _build_server(name: str, raw: Mapping[str, Any]) -> ServerConfig:
             idle_stream=float(t.get("idleStream", Timeouts.idle_stream)),
         ),
         headers=tuple(raw.get("headers", {}).items()),
+        auth=build_inbound(raw.get("auth"), f"servers.{name}.auth"),
+        outbound=build_outbound(raw.get("outbound"), f"servers.{name}.outbound"),
     )
 
 
@@ -169,19 +121,27 @@ def _build_gateway(raw: Mapping[str, Any]) -> GatewaySettings:
         cors=CorsPolicy(tuple(cors["allowOrigins"]), int(cors.get("maxAgeSeconds", 600))) if cors else None,
         max_body_bytes=int(raw.get("maxBodyBytes", GatewaySettings.max_body_bytes)),
         keep_alive_seconds=float(raw.get("keepAliveSeconds", GatewaySettings.keep_alive_seconds)),
+        public_base_url=raw.get("publicBaseUrl"),
+        ca_bundle=raw.get("caBundle"),
+        key_vault_url=raw.get("keyVaultUrl"),
+        key_cache_seconds=float(raw.get("keyCacheSeconds", GatewaySettings.key_cache_seconds)),
     )
 
 
 def parse_config(document: Any) -> GatewayConfig:
     """Validate a decoded JSON document and build the typed config."""
-    validator = jsonschema.Draft202012Validator(_schema())
-    errors = sorted(validator.iter_errors(document), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
+    errors = sorted(_validator().iter_errors(document), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
     if errors:
         raise ConfigError(*_describe(errors[0]))
     for name, raw in document["servers"].items():
         _check_server(name, raw)
     servers = {name: _build_server(name, raw) for name, raw in document["servers"].items()}
-    return GatewayConfig(servers=MappingProxyType(servers), gateway=_build_gateway(document.get("gateway", {})))
+    subscriptions = build_subscriptions(document.get("subscriptions", {}), set(servers))
+    return GatewayConfig(
+        servers=MappingProxyType(servers),
+        gateway=_build_gateway(document.get("gateway", {})),
+        subscriptions=MappingProxyType(subscriptions),
+    )
 
 
 def load_config_text(text: str, source: str) -> GatewayConfig:

@@ -1,0 +1,100 @@
+"""The typed, immutable config the rest of the gateway reads.
+
+Built only by `loader.parse_config`; never read from a global. Inbound and outbound
+sections have their own modules (inbound.py, outbound.py) beside this one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Mapping
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from .inbound import InboundAuth, Subscription
+    from .outbound import OutboundConfig
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+Transport = Literal["streamable-http", "sse"]
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A Key Vault secret, by name; the value is only ever fetched at run time."""
+
+    name: str
+    vault_url: str | None = None
+    version: str | None = None
+
+    def __repr__(self) -> str:
+        return f"SecretRef({self.name!r})"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    read: float = 60.0
+    idle_stream: float = 3600.0
+
+
+@dataclass(frozen=True)
+class CorsPolicy:
+    allow_origins: tuple[str, ...]
+    max_age_seconds: int = 600
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    cors: CorsPolicy | None = None
+    max_body_bytes: int = 4 * 1024 * 1024
+    keep_alive_seconds: float = 20.0
+    public_base_url: str | None = None
+    """https://host as clients see it (for protected resource metadata); default: from the request."""
+    ca_bundle: str | None = None
+    """Extra CA certificates (PEM path) trusted for the gateway's own HTTPS calls (IdPs, Key Vault)."""
+    key_vault_url: str | None = None
+    """Default vault for secret references that name none (else MCP_GATEWAY_KEY_VAULT_URL)."""
+    key_cache_seconds: float = 300.0
+    """How long a key or secret read from Key Vault is used before it is read again."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    name: str
+    url: str
+    transport: Transport = "streamable-http"
+    message_url: str | None = None
+    anonymous: bool = False
+    description: str = ""
+    timeouts: Timeouts = Timeouts()
+    headers: tuple[tuple[str, str], ...] = ()
+    auth: "InboundAuth | None" = None
+    outbound: "OutboundConfig | None" = None
+
+    @property
+    def origin(self) -> str:
+        """scheme://host[:port] of the backend, for same-origin checks."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    servers: Mapping[str, ServerConfig]
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    subscriptions: "Mapping[str, Subscription]" = field(default_factory=dict)
