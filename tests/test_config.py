@@ -119,3 +119,10 @@ def test_published_schema_is_valid_and_accepts_the_sample_config():
     sample = json.loads((ROOT / "gateway.sample.json").read_text())
     jsonschema.Draft202012Validator(schema).validate(sample)
     parse_config(sample)
+
+
+def test_relative_config_path_is_resolved_against_the_app_root(tmp_path, monkeypatch):
+    (tmp_path / "gateway.json").write_text(json.dumps(GOOD))
+    monkeypatch.chdir("/")
+    config = load_config_from_env({"MCP_GATEWAY_CONFIG": "gateway.json"}, base_dir=tmp_path)
+    assert set(config.servers) == {"docs"}

@@ -160,14 +160,15 @@ def load_config_file(path: str | Path) -> GatewayConfig:
     return load_config_text(text, str(path))
 
 
-def load_config_from_env(environ: Mapping[str, str] | None = None) -> GatewayConfig:
-    """MCP_GATEWAY_CONFIG holds a file path, or the JSON document itself."""
+def load_config_from_env(environ: Mapping[str, str] | None = None, *, base_dir: Path | None = None) -> GatewayConfig:
+    """MCP_GATEWAY_CONFIG holds a file path (relative to `base_dir`), or the JSON document itself."""
     value = env("MCP_GATEWAY_CONFIG", environ)
     if value is None:
         raise ConfigError("MCP_GATEWAY_CONFIG", "is not set: give a config file path or inline JSON")
     if value.lstrip().startswith("{"):
         return load_config_text(value, "MCP_GATEWAY_CONFIG")
-    return load_config_file(value)
+    path = Path(value)
+    return load_config_file(base_dir / path if base_dir and not path.is_absolute() else path)
 
 
 def warn_about_risks(config: GatewayConfig) -> None:

@@ -1,0 +1,166 @@
+// The MCP gateway on Azure Functions Flex Consumption, with everything it needs:
+// one user-assigned identity, keyless storage, Key Vault (RBAC), Log Analytics and
+// Application Insights with Entra-authenticated ingestion.
+// Written in the Bicep subset that pycep-parser 0.5.1 (checkov) parses: see README.md.
+
+targetScope = 'resourceGroup'
+
+@description('Name of the environment (azd: AZURE_ENV_NAME); seeds resource names and tags.')
+@minLength(1)
+@maxLength(64)
+param environmentName string
+
+@description('Azure region of the resources; must offer Flex Consumption.')
+param location string = resourceGroup().location
+
+@description('MCP_GATEWAY_CONFIG: the gateway config JSON document (inline), or a path to a JSON file deployed with the code. Holds no secrets: it references Key Vault.')
+param gatewayConfig string
+
+@description('MCP_GATEWAY_LOG_LEVEL: level of the gateway loggers.')
+@allowed([
+  'DEBUG'
+  'INFO'
+  'WARNING'
+  'ERROR'
+])
+param logLevel string = 'INFO'
+
+@description('Python version of the Functions worker.')
+@allowed([
+  '3.11'
+  '3.12'
+])
+param pythonVersion string = '3.11'
+
+@description('Upper bound of instances the app scales out to.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Memory of each instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Storage redundancy of the function app storage account.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+param storageSkuName string = 'Standard_LRS'
+
+@description('Days of log retention in Log Analytics.')
+@minValue(30)
+@maxValue(730)
+param logRetentionInDays int = 30
+
+@description('Optional: object id of the person or pipeline deploying, granted Key Vault Secrets Officer so it can put secrets in place (azd: AZURE_PRINCIPAL_ID). Empty: no grant.')
+param deployerPrincipalId string = ''
+
+@description('Type of deployerPrincipalId.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param deployerPrincipalType string = 'User'
+
+@description('Tags applied to every resource.')
+param tags object = {}
+
+var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName, location))
+var allTags = union(tags, {
+  'azd-env-name': environmentName
+})
+var functionAppName = 'func-mcpgw-${resourceToken}'
+var deploymentContainerName = 'app-package-${resourceToken}'
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  params: {
+    name: 'id-mcpgw-${resourceToken}'
+    location: location
+    tags: allTags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    logAnalyticsName: 'log-mcpgw-${resourceToken}'
+    applicationInsightsName: 'appi-mcpgw-${resourceToken}'
+    location: location
+    tags: allTags
+    retentionInDays: logRetentionInDays
+    publisherPrincipalId: identity.outputs.principalId
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: {
+    name: 'st${resourceToken}'
+    location: location
+    tags: allTags
+    skuName: storageSkuName
+    deploymentContainerName: deploymentContainerName
+    principalId: identity.outputs.principalId
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  params: {
+    name: 'kv-${resourceToken}'
+    location: location
+    tags: allTags
+    readerPrincipalId: identity.outputs.principalId
+    secretsOfficerPrincipalId: deployerPrincipalId
+    secretsOfficerPrincipalType: deployerPrincipalType
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  params: {
+    name: functionAppName
+    planName: 'plan-mcpgw-${resourceToken}'
+    location: location
+    tags: allTags
+    appTags: {
+      'azd-service-name': 'gateway'
+    }
+    pythonVersion: pythonVersion
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    keyVaultUri: keyVault.outputs.uri
+    gatewayConfig: gatewayConfig
+    logLevel: logLevel
+  }
+}
+
+@description('Base URL of the gateway; MCP servers are at GATEWAY_URL/mcp/<server>.')
+output GATEWAY_URL string = 'https://${functionApp.outputs.defaultHostName}'
+
+@description('Name of the function app (for func azure functionapp publish / az functionapp).')
+output FUNCTION_APP_NAME string = functionApp.outputs.name
+
+@description('Client id of the gateway managed identity (its AZURE_CLIENT_ID app setting).')
+output IDENTITY_CLIENT_ID string = identity.outputs.clientId
+
+@description('URI of the Key Vault (MCP_GATEWAY_KEY_VAULT_URL).')
+output KEY_VAULT_URI string = keyVault.outputs.uri
+
+@description('Name of the Key Vault (for az keyvault secret set).')
+output KEY_VAULT_NAME string = keyVault.outputs.name

@@ -1,0 +1,201 @@
+// Flex Consumption (FC1) plan and the Linux function app that runs the gateway.
+// On Flex the runtime comes from functionAppConfig.runtime: FUNCTIONS_WORKER_RUNTIME and
+// FUNCTIONS_EXTENSION_VERSION must not be app settings (the platform rejects them).
+
+@description('Name of the function app.')
+param name string
+
+@description('Name of the Flex Consumption plan.')
+param planName string
+
+@description('Azure region.')
+param location string
+
+@description('Tags applied to the plan.')
+param tags object = {}
+
+@description('Extra tags for the function app (azd finds the app by its azd-service-name tag).')
+param appTags object = {}
+
+@description('Python version of the worker.')
+@allowed([
+  '3.11'
+  '3.12'
+])
+param pythonVersion string = '3.11'
+
+@description('Upper bound of instances the app scales out to.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Memory of each instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Resource id of the user-assigned identity.')
+param identityId string
+
+@description('Client id of the user-assigned identity.')
+param identityClientId string
+
+@description('Storage account for AzureWebJobsStorage and the deployment package.')
+param storageAccountName string
+
+@description('Blob endpoint of the storage account (https://NAME.blob.core.windows.net/).')
+param storageBlobEndpoint string
+
+@description('Blob container that holds the deployment package.')
+param deploymentContainerName string
+
+@description('Application Insights component that receives telemetry.')
+param applicationInsightsName string
+
+@description('Default Key Vault URL for secret references (MCP_GATEWAY_KEY_VAULT_URL).')
+param keyVaultUri string
+
+@description('MCP_GATEWAY_CONFIG: the gateway config JSON document (inline), or a path to a JSON file deployed with the code. Holds no secrets: it references Key Vault.')
+param gatewayConfig string
+
+@description('MCP_GATEWAY_LOG_LEVEL: level of the gateway loggers.')
+@allowed([
+  'DEBUG'
+  'INFO'
+  'WARNING'
+  'ERROR'
+])
+param logLevel string = 'INFO'
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: union(tags, appTags)
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    publicNetworkAccess: 'Enabled'
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      appSettings: [
+        // Host storage through the managed identity: no connection string, no key.
+        {
+          name: 'AzureWebJobsStorage__accountName'
+          value: storageAccountName
+        }
+        {
+          name: 'AzureWebJobsStorage__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'AzureWebJobsStorage__clientId'
+          value: identityClientId
+        }
+        // Telemetry with Entra-authenticated ingestion (the component has local auth off).
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: applicationInsights.properties.ConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'Authorization=AAD;ClientId=${identityClientId}'
+        }
+        // The HTTP-streams extension needs init indexing on Python <= 3.12.
+        {
+          name: 'PYTHON_ENABLE_INIT_INDEXING'
+          value: '1'
+        }
+        // The gateway's own settings (shared/settings.py).
+        {
+          name: 'MCP_GATEWAY_CONFIG'
+          value: gatewayConfig
+        }
+        {
+          name: 'MCP_GATEWAY_KEY_VAULT_URL'
+          value: keyVaultUri
+        }
+        {
+          name: 'MCP_GATEWAY_LOG_LEVEL'
+          value: logLevel
+        }
+        {
+          name: 'AZURE_CLIENT_ID'
+          value: identityClientId
+        }
+      ]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: pythonVersion
+      }
+    }
+  }
+}
+
+// No basic (user name + password) publishing: deployments use Entra tokens (az, func, azd).
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = functionApp.name
+output defaultHostName string = functionApp.properties.defaultHostName

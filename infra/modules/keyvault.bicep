@@ -1,0 +1,84 @@
+// Key Vault for the gateway's secrets (subscription keys, backend client secrets). RBAC mode
+// only: no access policies. Soft delete and purge protection keep a deleted secret
+// recoverable, which also means a vault name stays reserved for the retention period.
+
+@description('Name of the Key Vault (3-24 characters).')
+@minLength(3)
+@maxLength(24)
+param name string
+
+@description('Azure region.')
+param location string
+
+@description('Tags applied to the vault.')
+param tags object = {}
+
+@description('Days a deleted vault or secret stays recoverable.')
+@minValue(7)
+@maxValue(90)
+param softDeleteRetentionInDays int = 90
+
+@description('Principal id of the gateway identity (gets Key Vault Secrets User).')
+param readerPrincipalId string
+
+@description('Optional principal (the person or pipeline deploying) that may write secrets. Empty: none.')
+param secretsOfficerPrincipalId string = ''
+
+@description('Type of secretsOfficerPrincipalId.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param secretsOfficerPrincipalType string = 'User'
+
+var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
+var keyVaultSecretsOfficerRoleId = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  name: name
+  location: location
+  tags: tags
+  properties: {
+    tenantId: subscription().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: softDeleteRetentionInDays
+    enablePurgeProtection: true
+    enabledForDeployment: false
+    enabledForDiskEncryption: false
+    enabledForTemplateDeployment: false
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+  }
+}
+
+resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, readerPrincipalId, keyVaultSecretsUserRoleId)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUserRoleId)
+    principalId: readerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource secretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(secretsOfficerPrincipalId)) {
+  name: guid(vault.id, secretsOfficerPrincipalId, keyVaultSecretsOfficerRoleId)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsOfficerRoleId)
+    principalId: secretsOfficerPrincipalId
+    principalType: secretsOfficerPrincipalType
+  }
+}
+
+output name string = vault.name
+output uri string = vault.properties.vaultUri

@@ -1,0 +1,694 @@
+"""Offline checks of the Bicep in infra/ and of the deployment files around it.
+
+Neither the Bicep CLI nor Azure is reachable here, so the templates are parsed with
+pycep-parser and scanned with checkov, both from their own venv (requirements-infra.txt:
+checkov pins versions that clash with the gateway's). They run as subprocesses under a
+timeout, since a Bicep parser has been seen to hang. The venv is $INFRA_VENV, else
+./.venv-infra; without it these tests fail (./scripts/test installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from shared.settings import SETTING_NAMES, SETTINGS
+
+ROOT = Path(__file__).resolve().parents[1]
+INFRA = ROOT / "infra"
+MAIN = INFRA / "main.bicep"
+PARAMETERS_FILE = INFRA / "main.parameters.json"
+CHECKOV_CONFIG = INFRA / ".checkov.yaml"
+AZURE_YAML = ROOT / "azure.yaml"
+LOCAL_SETTINGS_SAMPLE = ROOT / "local.settings.sample.json"
+INFRA_README = INFRA / "README.md"
+ROOT_README = ROOT / "README.md"
+
+PARSE_TIMEOUT_S = 180  # the first parse builds lark's tables (~20 s on a cold cache)
+CHECKOV_TIMEOUT_S = 300
+
+# Settings the Functions host (not the gateway) reads; the Bicep may set these too.
+HOST_SETTINGS = frozenset(
+    {
+        "AzureWebJobsStorage__accountName",
+        "AzureWebJobsStorage__credential",
+        "AzureWebJobsStorage__clientId",
+    }
+)
+# Local-only host settings that local.settings.sample.json may hold (Core Tools needs them).
+LOCAL_HOST_SETTINGS = frozenset({"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"})
+# Flex Consumption rejects these as app settings: the runtime is functionAppConfig.runtime.
+FORBIDDEN_ON_FLEX = frozenset({"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION"})
+
+ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
+PRINCIPAL_TYPES = frozenset({"ServicePrincipal", "User", "Group", "ForeignGroup", "Device"})
+ROLE_IDS = {
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+}
+
+BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
+
+
+# ---------------------------------------------------------------------------------------
+# The infra venv and the tools in it
+
+
+def _infra_bin(tool: str) -> Path:
+    venv = Path(os.environ.get("INFRA_VENV") or ROOT / ".venv-infra")
+    path = venv / "bin" / tool
+    if not path.exists():
+        message = (
+            f"{path} is missing: python3.11 -m venv {venv} && "
+            f"{venv}/bin/pip install -r requirements-infra.txt"
+        )
+        pytest.fail(message + "  (./scripts/test installs it)")
+    return path
+
+
+# Runs inside the infra venv: parse each file given, print {path: template | {"error": ...}}.
+_PARSE_SCRIPT = """
+import json, sys
+from pathlib import Path
+from pycep import BicepParser
+parser = BicepParser()
+out = {}
+for name in sys.argv[1:]:
+    print("parsing", name, file=sys.stderr, flush=True)
+    try:
+        out[name] = parser.parse(file_path=Path(name))
+    except Exception as exc:
+        out[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+json.dump(out, sys.stdout, default=str)
+"""
+
+
+@pytest.fixture(scope="module")
+def parsed() -> dict[str, Any]:
+    """Every .bicep file under infra/, parsed by pycep in a subprocess, keyed by relative path."""
+    python = _infra_bin("python")
+    names = [str(p.relative_to(ROOT)) for p in BICEP_FILES]
+    try:
+        proc = subprocess.run(
+            [str(python), "-c", _PARSE_SCRIPT, *names],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=PARSE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        progress = (exc.stderr or b"").decode() if isinstance(exc.stderr, bytes) else exc.stderr
+        pytest.fail(f"pycep did not finish in {PARSE_TIMEOUT_S} s; last progress:\n{progress}")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _template(parsed: dict[str, Any], path: Path) -> dict[str, Any]:
+    template = parsed[str(path.relative_to(ROOT))]
+    assert "error" not in template, template.get("error")
+    return template
+
+
+def _run_checkov(directory: Path, *extra: str) -> dict[str, Any]:
+    checkov = _infra_bin("checkov")
+    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "LOG_LEVEL": "WARNING"}
+    env.pop("BC_API_KEY", None)
+    cmd = [str(checkov), "--framework", "bicep", "--skip-download", "-d", str(directory)]
+    cmd += ["--compact", "-o", "json", *extra]
+    try:
+        proc = subprocess.run(
+            cmd, cwd=directory.parent, env=env, capture_output=True, text=True, timeout=CHECKOV_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"checkov did not finish in {CHECKOV_TIMEOUT_S} s")
+    assert proc.stdout.strip(), f"checkov printed nothing (exit {proc.returncode}): {proc.stderr[-3000:]}"
+    report = json.loads(proc.stdout)
+    if isinstance(report, list):  # one entry per framework
+        (report,) = [r for r in report if r.get("check_type") == "bicep"]
+    report["returncode"] = proc.returncode
+    return report
+
+
+@pytest.fixture(scope="module")
+def checkov_report() -> dict[str, Any]:
+    return _run_checkov(INFRA)
+
+
+# ---------------------------------------------------------------------------------------
+# Walking pycep's output
+
+
+def _body(resource: dict[str, Any]) -> dict[str, Any]:
+    """A resource's or module's properties, through an `if (...)` condition or a loop."""
+    config = resource["config"]
+    while isinstance(config, dict) and "config" in config and ("condition" in config or "loop_type" in config):
+        config = config["config"]
+    return config
+
+
+def _resources(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: res
+        for name, res in template.get("resources", {}).items()
+        if res["type"] == type_ and not res.get("existing")
+    }
+
+
+def _all_resources(parsed: dict[str, Any], type_: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path in BICEP_FILES:
+        for name, res in _resources(_template(parsed, path), type_).items():
+            yield path.name, name, res
+
+
+def _one(parsed: dict[str, Any], type_: str) -> dict[str, Any]:
+    found = list(_all_resources(parsed, type_))
+    assert len(found) == 1, f"expected one {type_}, found {[(f, n) for f, n, _ in found]}"
+    return _body(found[0][2])
+
+
+def _unquote(key: str) -> str:
+    return key[1:-1] if len(key) >= 2 and key[0] == key[-1] == "'" else key
+
+
+def _function(value: Any) -> str | None:
+    if isinstance(value, dict) and isinstance(value.get("function"), dict):
+        return value["function"].get("type")
+    return None
+
+
+def _param(template: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return template.get("parameters", {}).get(name) if isinstance(name, str) else None
+
+
+def _allowed(param: dict[str, Any]) -> list[Any] | None:
+    for deco in param.get("decorators", []):
+        if deco["type"] == "allowed":
+            return deco["argument"]
+    return None
+
+
+def _is_secure(param: dict[str, Any]) -> bool:
+    return any(deco["type"] == "secure" for deco in param.get("decorators", []))
+
+
+def _app_settings(parsed: dict[str, Any]) -> dict[str, Any]:
+    site = _one(parsed, "Microsoft.Web/sites")
+    settings = site["properties"]["siteConfig"]["appSettings"]
+    names = [s["name"] for s in settings]
+    assert len(names) == len(set(names)), f"duplicate app settings: {names}"
+    return {s["name"]: s["value"] for s in settings}
+
+
+def _function_app_template(parsed: dict[str, Any]) -> dict[str, Any]:
+    (path,) = [p for p in BICEP_FILES if _resources(_template(parsed, p), "Microsoft.Web/sites")]
+    return _template(parsed, path)
+
+
+def _main_module_for(parsed: dict[str, Any], module_file: str) -> dict[str, Any]:
+    main = _template(parsed, MAIN)
+    found = [m for m in main.get("modules", {}).values() if m["detail"]["path"].endswith(module_file)]
+    assert len(found) == 1, f"main.bicep should call {module_file} once"
+    return _body(found[0])
+
+
+# ---------------------------------------------------------------------------------------
+# 1. Every .bicep file parses (pycep-parser, under a timeout), in the subset it knows
+
+
+def test_infra_has_main_and_modules() -> None:
+    assert MAIN.exists()
+    assert len(BICEP_FILES) > 1
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
+def test_bicep_file_parses(parsed: dict[str, Any], path: Path) -> None:
+    template = _template(parsed, path)
+    assert template.get("resources") or template.get("modules"), f"{path.name} parsed to nothing"
+
+
+def test_main_is_resource_group_scoped(parsed: dict[str, Any]) -> None:
+    assert _template(parsed, MAIN)["globals"]["scope"]["value"] == "resourceGroup"
+
+
+def test_every_module_path_exists(parsed: dict[str, Any]) -> None:
+    for path in BICEP_FILES:
+        for name, module in _template(parsed, path).get("modules", {}).items():
+            assert module["type"] == "local", f"{path.name}:{name}: registry modules are not checked offline"
+            assert (path.parent / module["detail"]["path"]).is_file(), f"{path.name}:{name}"
+
+
+# Constructs pycep-parser 0.5.1 cannot parse (see infra/README.md), kept out even where a
+# newer parser might accept them, so checkov keeps seeing every file.
+_OUTSIDE_SUBSET = [
+    (re.compile(r"^\s*extension\s", re.M), "extension"),
+    (re.compile(r"^\s*import\s", re.M), "import"),
+    (re.compile(r"^\s*(@export\(\)\s*)?func\s", re.M), "func"),
+    (re.compile(r"^\s*(@export\(\)\s*)?type\s+\w+\s*=", re.M), "user-defined type"),
+    (re.compile(r"\bdeployer\(\)"), "deployer()"),
+    (re.compile(r"=>"), "lambda"),
+    (re.compile(r"^\s*param\s+\w+\s+\w+\?", re.M), "nullable type"),
+    (re.compile(r"\bbr[:/]"), "registry module"),
+]
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
+def test_bicep_stays_in_the_parsable_subset(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    code = re.sub(r"//[^\n]*", "", text)
+    found = [what for pattern, what in _OUTSIDE_SUBSET if pattern.search(code)]
+    assert not found, f"{path.name} uses {found}"
+
+
+# ---------------------------------------------------------------------------------------
+# 2. checkov passes; skipped checks are listed in one place, each with its reason
+
+
+def _skip_list() -> dict[str, str]:
+    """CKV ids under skip-check in infra/.checkov.yaml, with the comment line above each."""
+    skips: dict[str, str] = {}
+    lines = CHECKOV_CONFIG.read_text(encoding="utf-8").splitlines()
+    in_skips = False
+    for i, line in enumerate(lines):
+        if re.match(r"^[\w-]+:", line):
+            in_skips = line.startswith("skip-check:")
+            continue
+        item = re.match(r"^\s*-\s*(CKV2?_[A-Z]+_\d+)\s*$", line)
+        if in_skips and item:
+            above = lines[i - 1].strip()
+            skips[item.group(1)] = above[1:].strip() if above.startswith("#") else ""
+    return skips
+
+
+def test_checkov_passes(checkov_report: dict[str, Any]) -> None:
+    summary = checkov_report["summary"]
+    failed = [
+        f"{c['check_id']} {c['check_name']} ({c['file_path']}: {c['resource']})"
+        for c in checkov_report["results"]["failed_checks"]
+    ]
+    assert not failed, "\n".join(failed)
+    assert summary["parsing_errors"] == 0
+    assert summary["passed"] >= 15, summary
+    assert checkov_report["returncode"] == 0
+
+
+def test_checkov_checked_every_file(parsed: dict[str, Any], checkov_report: dict[str, Any]) -> None:
+    results = checkov_report["results"]
+    checked = {Path(c["file_abs_path"]).name for c in results["passed_checks"] + results["failed_checks"]}
+    # Files holding a resource type checkov has checks for; the others (identity, monitoring) it only parses.
+    for type_ in ("Microsoft.Web/sites", "Microsoft.Storage/storageAccounts", "Microsoft.KeyVault/vaults"):
+        files = {f for f, _, _ in _all_resources(parsed, type_)}
+        assert files and files <= checked, f"checkov checked no {type_}"
+
+
+def test_every_skipped_check_has_a_reason() -> None:
+    skips = _skip_list()
+    assert skips, "infra/.checkov.yaml lists no skip-check"
+    for check, reason in skips.items():
+        assert len(reason) > 20, f"{check} has no reason comment above it in infra/.checkov.yaml"
+
+
+def test_skips_live_in_one_place() -> None:
+    for path in BICEP_FILES:
+        assert "checkov:skip" not in path.read_text(encoding="utf-8"), f"inline skip in {path.name}"
+    configs = [p for p in ROOT.glob(".checkov.y*ml")] + [p for p in INFRA.rglob(".checkov.y*ml")]
+    assert configs == [CHECKOV_CONFIG]
+
+
+def test_skip_list_matches_what_fails(tmp_path: Path) -> None:
+    """Without the skip list exactly the skipped checks fail: no stale skip hides a fix."""
+    bare = tmp_path / "infra"
+    shutil.copytree(INFRA, bare, ignore=shutil.ignore_patterns(".checkov.y*ml", "*.md", "*.json"))
+    report = _run_checkov(bare)
+    failing = {c["check_id"] for c in report["results"]["failed_checks"]}
+    assert failing == set(_skip_list())
+
+
+# ---------------------------------------------------------------------------------------
+# 3. Structural checks over the parsed templates
+
+
+def test_function_app_is_flex_linux_https_with_identity(parsed: dict[str, Any]) -> None:
+    site = _one(parsed, "Microsoft.Web/sites")
+    assert "linux" in site["kind"] and "functionapp" in site["kind"]
+    assert site["identity"]["type"] == "UserAssigned"
+    assert site["identity"]["userAssignedIdentities"]
+    props = site["properties"]
+    assert props["httpsOnly"] is True
+    assert props["siteConfig"]["minTlsVersion"] == "1.2"
+    assert props["siteConfig"]["ftpsState"] == "Disabled"
+
+    fac = props["functionAppConfig"]
+    assert fac["runtime"]["name"] == "python"
+    assert set(fac["scaleAndConcurrency"]) >= {"maximumInstanceCount", "instanceMemoryMB"}
+    storage = fac["deployment"]["storage"]
+    assert storage["type"] == "blobContainer"
+    assert storage["authentication"]["type"] == "UserAssignedIdentity"
+
+
+def test_python_version_is_a_parameter_defaulting_to_3_11(parsed: dict[str, Any]) -> None:
+    for template in (_function_app_template(parsed), _template(parsed, MAIN)):
+        param = _param(template, "pythonVersion")
+        assert param is not None
+        assert param["default"] == "3.11"
+        assert _allowed(param) == ["3.11", "3.12"]
+    runtime = _one(parsed, "Microsoft.Web/sites")["properties"]["functionAppConfig"]["runtime"]
+    assert runtime["version"] == "pythonVersion"
+    assert _main_module_for(parsed, "functionapp.bicep")["params"]["pythonVersion"] == "pythonVersion"
+
+
+def test_plan_is_flex_consumption(parsed: dict[str, Any]) -> None:
+    plan = _one(parsed, "Microsoft.Web/serverfarms")
+    assert plan["sku"] == {"tier": "FlexConsumption", "name": "FC1"}
+    assert plan["properties"]["reserved"] is True
+
+
+def test_basic_publishing_credentials_are_off(parsed: dict[str, Any]) -> None:
+    policies = [_body(r) for _, _, r in _all_resources(parsed, "Microsoft.Web/sites/basicPublishingCredentialsPolicies")]
+    assert {p["name"] for p in policies} == {"ftp", "scm"}
+    assert all(p["properties"]["allow"] is False for p in policies)
+
+
+def test_storage_denies_shared_keys_and_public_blobs(parsed: dict[str, Any]) -> None:
+    props = _one(parsed, "Microsoft.Storage/storageAccounts")["properties"]
+    assert props["allowSharedKeyAccess"] is False
+    assert props["allowBlobPublicAccess"] is False
+    assert props["minimumTlsVersion"] == "TLS1_2"
+    assert props["supportsHttpsTrafficOnly"] is True
+    container = _one(parsed, "Microsoft.Storage/storageAccounts/blobServices/containers")
+    assert container["properties"]["publicAccess"] == "None"
+
+
+def test_key_vault_uses_rbac_with_purge_protection(parsed: dict[str, Any]) -> None:
+    props = _one(parsed, "Microsoft.KeyVault/vaults")["properties"]
+    assert props["enableRbacAuthorization"] is True
+    assert props["enableSoftDelete"] is True
+    assert props["enablePurgeProtection"] is True
+    assert "accessPolicies" not in props
+
+
+def test_monitoring_ingests_with_entra_only(parsed: dict[str, Any]) -> None:
+    insights = _one(parsed, "Microsoft.Insights/components")["properties"]
+    assert insights["DisableLocalAuth"] is True
+    assert insights["WorkspaceResourceId"]
+    _one(parsed, "Microsoft.OperationalInsights/workspaces")
+
+
+def test_every_role_assignment_has_guid_name_and_principal_type(parsed: dict[str, Any]) -> None:
+    found = 0
+    for path in BICEP_FILES:
+        template = _template(parsed, path)
+        for name, res in _resources(template, ROLE_ASSIGNMENT).items():
+            found += 1
+            body = _body(res)
+            where = f"{path.name}:{name}"
+            assert _function(body["name"]) == "guid", f"{where}: name must be guid(...)"
+            guid_args = body["name"]["function"]["parameters"]
+            assert len([a for a in guid_args.values() if a is not None]) >= 3, f"{where}: guid(scope, principal, role)"
+            props = body["properties"]
+            assert _function(props["roleDefinitionId"]) == "subscription_resource_id", where
+            principal_type = props["principalType"]
+            param = _param(template, principal_type)
+            if param is not None:  # a parameter: every allowed value must be a principal type
+                allowed = _allowed(param)
+                assert allowed and set(allowed) <= PRINCIPAL_TYPES, f"{where}: {principal_type}"
+            else:
+                assert principal_type in PRINCIPAL_TYPES, f"{where}: {principal_type}"
+    assert found >= 5
+
+
+def test_identity_gets_the_roles_it_needs(parsed: dict[str, Any]) -> None:
+    granted = set()
+    for path in BICEP_FILES:
+        template = _template(parsed, path)
+        variables = {k: v["value"] for k, v in template.get("variables", {}).items()}
+        for res in _resources(template, ROLE_ASSIGNMENT).values():
+            role = _body(res)["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+            granted.add(variables.get(role, role))
+    missing = {name for name, role_id in ROLE_IDS.items() if role_id not in granted}
+    assert not missing
+
+
+def test_no_secure_parameter_has_a_default(parsed: dict[str, Any]) -> None:
+    for path in BICEP_FILES:
+        for name, param in _template(parsed, path).get("parameters", {}).items():
+            if _is_secure(param):
+                assert param["default"] is None, f"{path.name}: @secure() param {name} has a default"
+
+
+_SECRETISH_NAME = re.compile(r"secret|password|connectionstring|accountkey|accesskey|instrumentationkey|token", re.I)
+_SECRETISH_VALUE = re.compile(r"\blist[A-Z]\w*|listKeys|getSecret|ConnectionString|InstrumentationKey|AccountKey", re.I)
+
+
+def test_no_output_carries_a_secret(parsed: dict[str, Any]) -> None:
+    for path in BICEP_FILES:
+        template = _template(parsed, path)
+        secure_params = {n for n, p in template.get("parameters", {}).items() if _is_secure(p)}
+        for name, output in template.get("outputs", {}).items():
+            where = f"{path.name}: output {name}"
+            assert not _SECRETISH_NAME.search(name), where
+            assert not any(d["type"] == "secure" for d in output.get("decorators", [])), where
+            value = json.dumps(output["value"])
+            assert not _SECRETISH_VALUE.search(value), f"{where} = {value}"
+            assert not any(re.search(rf'"{re.escape(p)}"|\${{{re.escape(p)}}}', value) for p in secure_params), where
+
+
+def test_no_app_setting_holds_a_key(parsed: dict[str, Any]) -> None:
+    for name, value in _app_settings(parsed).items():
+        text = json.dumps(value)
+        assert not re.search(r"listKeys|AccountKey=|SharedAccessSignature|getSecret", text), name
+
+
+def test_function_app_carries_the_azd_service_tag(parsed: dict[str, Any]) -> None:
+    module = _main_module_for(parsed, "functionapp.bicep")
+    tags = {_unquote(k): v for k, v in module["params"]["appTags"].items()}
+    assert tags.get("azd-service-name") == _azure_yaml_service()[0]
+    site = _one(parsed, "Microsoft.Web/sites")
+    assert '"appTags"' in json.dumps(site["tags"]), "the function app must carry appTags"
+
+
+# ---------------------------------------------------------------------------------------
+# 4. Every setting the gateway reads is set by the Bicep or documented as optional
+
+
+def test_every_bicep_sourced_setting_is_set(parsed: dict[str, Any]) -> None:
+    app_settings = _app_settings(parsed)
+    missing = sorted(s.name for s in SETTINGS if s.source == "bicep" and s.name not in app_settings)
+    assert not missing, f"shared/settings.py says Bicep sets these, infra does not: {missing}"
+
+
+def test_every_setting_the_bicep_sets_is_read(parsed: dict[str, Any]) -> None:
+    platform = {s.name for s in SETTINGS if s.source == "platform"}
+    for name in _app_settings(parsed):
+        assert name not in FORBIDDEN_ON_FLEX, f"{name} must not be an app setting on Flex Consumption"
+        assert name not in platform, f"{name} is set by the platform, not by us"
+        assert name in SETTING_NAMES or name in HOST_SETTINGS, f"{name} is read by nobody (shared/settings.py)"
+
+
+def test_optional_settings_are_documented() -> None:
+    for setting in SETTINGS:
+        assert setting.source in {"bicep", "platform", "optional"}
+        assert setting.description.strip(), setting.name
+
+
+def test_settings_wire_the_identity_storage_and_telemetry(parsed: dict[str, Any]) -> None:
+    app = _app_settings(parsed)
+    assert app["PYTHON_ENABLE_INIT_INDEXING"] == "1"
+    assert app["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert "AzureWebJobsStorage" not in app  # a connection string would need a key
+    client_id = app["AZURE_CLIENT_ID"]
+    assert isinstance(client_id, str) and _param(_function_app_template(parsed), client_id) is not None
+    assert app["AzureWebJobsStorage__clientId"] == client_id
+    assert app["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == f"Authorization=AAD;ClientId=${{{client_id}}}"
+    main_params = _main_module_for(parsed, "functionapp.bicep")["params"]
+    wired = json.dumps(main_params[client_id])  # identity.outputs.clientId
+    assert '"identity"' in wired and '"clientId"' in wired, wired
+
+
+def _setting_names_read_in_code() -> set[str]:
+    names: set[str] = set()
+    sources = [ROOT / "function_app.py", *sorted((ROOT / "shared").rglob("*.py"))]
+    read = re.compile(r"""(?:\benv|os\.getenv|environ\.get|environ\[)\(?\s*["']([A-Za-z_][A-Za-z0-9_]*)["']""")
+    for path in sources:
+        if path.exists() and path.name != "settings.py":
+            names.update(read.findall(path.read_text(encoding="utf-8")))
+    return names
+
+
+def test_code_reads_only_listed_settings() -> None:
+    unlisted = sorted(_setting_names_read_in_code() - SETTING_NAMES)
+    assert not unlisted, f"read in code but missing from shared/settings.py: {unlisted}"
+
+
+# ---------------------------------------------------------------------------------------
+# 5. local.settings.sample.json, azure.yaml, the parameters file and the READMEs agree
+
+
+def _simple_yaml(text: str) -> dict[str, Any]:
+    """Nested `key: value` mappings only (azure.yaml needs no more); anything else fails."""
+    root: dict[str, Any] = {}
+    stack: list[tuple[int, dict[str, Any]]] = [(-1, root)]
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        match = re.fullmatch(r"([\w.-]+):(?:\s+(.*))?", line.strip())
+        assert match, f"azure.yaml: unsupported line {raw!r}"
+        while stack[-1][0] >= indent:
+            stack.pop()
+        key, value = match.group(1), match.group(2)
+        if value is None:
+            child: dict[str, Any] = {}
+            stack[-1][1][key] = child
+            stack.append((indent, child))
+        else:
+            stack[-1][1][key] = value.strip("'\"")
+    return root
+
+
+@lru_cache(maxsize=None)
+def _azure_yaml_service() -> tuple[str, tuple[tuple[str, str], ...]]:
+    doc = _simple_yaml(AZURE_YAML.read_text(encoding="utf-8"))
+    services = doc["services"]
+    assert len(services) == 1, services
+    (name, service), = services.items()
+    return name, tuple(sorted(service.items()))
+
+
+def test_azure_yaml_deploys_the_gateway_with_this_infra() -> None:
+    doc = _simple_yaml(AZURE_YAML.read_text(encoding="utf-8"))
+    name, service = _azure_yaml_service()
+    assert name == "gateway"
+    assert dict(service) == {"project": ".", "language": "python", "host": "function"}
+    infra = doc.get("infra", {})
+    assert infra.get("provider", "bicep") == "bicep"
+    assert (ROOT / infra.get("path", "infra") / f"{infra.get('module', 'main')}.bicep") == MAIN
+    assert (ROOT / infra.get("path", "infra") / f"{infra.get('module', 'main')}.parameters.json") == PARAMETERS_FILE
+
+
+def test_local_settings_sample_lists_every_setting() -> None:
+    values = json.loads(LOCAL_SETTINGS_SAMPLE.read_text(encoding="utf-8"))["Values"]
+    missing = sorted(s.name for s in SETTINGS if s.source != "platform" and s.name not in values)
+    assert not missing, f"local.settings.sample.json lacks {missing}"
+    unknown = sorted(set(values) - SETTING_NAMES - HOST_SETTINGS - LOCAL_HOST_SETTINGS)
+    assert not unknown, f"local.settings.sample.json sets settings nobody reads: {unknown}"
+    assert values.get("PYTHON_ENABLE_INIT_INDEXING") == "1"
+
+
+def test_parameters_file_names_only_real_parameters(parsed: dict[str, Any]) -> None:
+    main_params = _template(parsed, MAIN)["parameters"]
+    given = json.loads(PARAMETERS_FILE.read_text(encoding="utf-8"))["parameters"]
+    assert set(given) <= set(main_params), sorted(set(given) - set(main_params))
+    required = {n for n, p in main_params.items() if p["default"] is None}
+    assert required <= set(given), sorted(required - set(given))
+
+
+def test_parameters_file_maps_setting_variables_to_their_settings(parsed: dict[str, Any]) -> None:
+    """`${MCP_GATEWAY_CONFIG}` in the parameters file must end up in the MCP_GATEWAY_CONFIG setting."""
+    given = json.loads(PARAMETERS_FILE.read_text(encoding="utf-8"))["parameters"]
+    module_params = _main_module_for(parsed, "functionapp.bicep")["params"]
+    app = _app_settings(parsed)
+    checked = 0
+    for param, entry in given.items():
+        for variable in re.findall(r"\$\{(\w+)", json.dumps(entry["value"])):
+            if variable in SETTING_NAMES:
+                module_param = [k for k, v in module_params.items() if v == param]
+                assert module_param and app.get(variable) == module_param[0], f"{param} <- ${{{variable}}}"
+                checked += 1
+    assert checked >= 1
+
+
+def _deployment_readmes() -> list[Path]:
+    readmes = [INFRA_README]
+    if ROOT_README.exists() and re.search(r"az deployment group create|azd up", ROOT_README.read_text(encoding="utf-8")):
+        readmes.append(ROOT_README)
+    return readmes
+
+
+def _deployment_commands(text: str) -> list[list[str]]:
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return [shlex.split(line.strip()) for line in joined.splitlines() if line.strip().startswith("az deployment group create")]
+
+
+def _outputs_named(text: str) -> set[str]:
+    return set(
+        re.findall(r"properties\.outputs\.([A-Za-z_]\w*)", text)
+        + re.findall(r"\bout ([A-Z][A-Z0-9_]+)\b", text)
+        + re.findall(r"azd env get-value ([A-Z][A-Z0-9_]+)", text)
+    )
+
+
+def test_infra_readme_walks_through_the_deployment() -> None:
+    text = INFRA_README.read_text(encoding="utf-8")
+    for step in [
+        "az group create",
+        "az deployment group create",
+        "-f infra/main.bicep",
+        "az keyvault secret set",
+        "azd up",
+        "/healthz",
+        "/mcp/",
+        "Ocp-Apim-Subscription-Key",
+        '"method":"initialize"',
+    ]:
+        assert step in text, f"infra/README.md does not show {step!r}"
+    assert "func azure functionapp publish" in text or "config-zip" in text
+
+
+@pytest.mark.parametrize("readme", _deployment_readmes(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_readme_deployment_steps_name_real_parameters_and_outputs(parsed: dict[str, Any], readme: Path) -> None:
+    text = readme.read_text(encoding="utf-8")
+    main = _template(parsed, MAIN)
+    params, outputs = main["parameters"], main["outputs"]
+
+    commands = _deployment_commands(text)
+    if readme == INFRA_README:  # the root README may point there instead of repeating it
+        assert commands, f"{readme.name}: no `az deployment group create` command"
+    for argv in commands:
+        files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-f", "--template-file")]
+        assert files == ["infra/main.bicep"], argv
+        named = set()
+        for i, arg in enumerate(argv):
+            if arg in ("-p", "--parameters"):
+                for value in argv[i + 1 :]:
+                    if value.startswith("-"):
+                        break
+                    if "=" in value:
+                        named.add(value.split("=", 1)[0])
+        assert named <= set(params), f"{readme.name}: unknown parameters {sorted(named - set(params))}"
+        required = {n for n, p in params.items() if p["default"] is None}
+        assert required <= named, f"{readme.name}: deployment lacks {sorted(required - named)}"
+
+    referenced = _outputs_named(text)
+    assert referenced <= set(outputs), f"{readme.name}: unknown outputs {sorted(referenced - set(outputs))}"
+    if readme == INFRA_README:
+        assert set(outputs) <= referenced | set(re.findall(r"`([A-Z][A-Z0-9_]+)`", text)), "an output is undocumented"
+
+
+def test_infra_readme_names_every_setting_and_parameter(parsed: dict[str, Any]) -> None:
+    text = INFRA_README.read_text(encoding="utf-8")
+    for setting in SETTINGS:
+        if setting.source == "bicep":
+            assert setting.name in text, setting.name
+    for param in _template(parsed, MAIN)["parameters"]:
+        assert f"`{param}`" in text, f"parameter {param} is not documented in infra/README.md"
+    given = json.loads(PARAMETERS_FILE.read_text(encoding="utf-8"))["parameters"]
+    for entry in given.values():
+        for variable in re.findall(r"\$\{(\w+)", json.dumps(entry["value"])):
+            assert variable in text, f"azd variable {variable} is not documented in infra/README.md"
+
+
+def test_outputs_are_the_documented_contract(parsed: dict[str, Any]) -> None:
+    outputs = _template(parsed, MAIN)["outputs"]
+    assert {"GATEWAY_URL", "IDENTITY_CLIENT_ID", "KEY_VAULT_URI"} <= set(outputs)
+    assert outputs["GATEWAY_URL"]["value"].startswith("https://")
