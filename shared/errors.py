@@ -7,6 +7,9 @@
     ├── HostNotAllowed         421  (DNS-rebinding guard)
     ├── OriginNotAllowed       403  (DNS-rebinding guard)
     ├── BodyTooLarge           413
+    ├── Unauthorized           401  (no or bad credential; WWW-Authenticate challenge)
+    ├── Forbidden              403  (valid credential, not allowed here: scope, role, server)
+    ├── CredentialUnavailable  502/503 (the gateway could not get the backend's credential)
     ├── BackendUnavailable     502  (refused, reset, bad answer)
     └── BackendTimeout         504
 
@@ -85,6 +88,34 @@ class BodyTooLarge(GatewayError):
     jsonrpc_code = -32600
 
 
+class Unauthorized(GatewayError):
+    """No credential, or one that failed validation."""
+
+    status = 401
+    code = "unauthorized"
+    jsonrpc_code = -32001
+
+
+class Forbidden(GatewayError):
+    """A valid credential that does not allow this call."""
+
+    status = 403
+    code = "forbidden"
+    jsonrpc_code = -32003
+
+
+class CredentialUnavailable(GatewayError):
+    """The backend's credential could not be obtained (identity, token endpoint or Key Vault failing)."""
+
+    status = 503
+    code = "credential_unavailable"
+    jsonrpc_code = -32004
+
+    def __init__(self, message: str, *, status: int = 503, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers=headers)
+        self.status = status
+
+
 class BackendUnavailable(GatewayError):
     """The backend refused the connection, reset it, or answered unusably."""
 
@@ -98,7 +129,7 @@ class BackendTimeout(GatewayError):
 
     status = 504
     code = "backend_timeout"
-    jsonrpc_code = -32001
+    jsonrpc_code = -32005
 
 
 def error_response(error: GatewayError, jsonrpc_id: Any = NO_ID) -> Response:
