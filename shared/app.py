@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+
+import httpx
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
@@ -22,16 +24,21 @@ from .cors import CorsHandler
 from .errors import NO_ID, GatewayError, MethodNotAllowed, UnknownServer, error_response
 from .guard import HostGuard
 from .headers import INBOUND_CREDENTIAL_HEADERS, strip_query_params, upstream_headers
+from .httpclient import https_client
+from .inbound import Caller, InboundAuthenticator
+from .inbound.metadata import PRM_PREFIX
 from .legacy_sse import MessageEndpoints
+from .outbound import BackendCredentials
 from .proxy import ProxyResponse, UpstreamClient, open_upstream
 
 logger = logging.getLogger("shared.app")
 access_log = logging.getLogger("shared.access")
 
-RouteKind = Literal["health", "mcp", "sse", "message"]
+RouteKind = Literal["health", "metadata", "mcp", "sse", "message"]
 
 _METHODS: Mapping[RouteKind, frozenset[str]] = {
     "health": frozenset({"GET"}),
+    "metadata": frozenset({"GET"}),
     "mcp": frozenset({"GET", "POST", "DELETE"}),
     "sse": frozenset({"GET"}),
     "message": frozenset({"POST"}),
@@ -52,6 +59,23 @@ class Gateway:
         self.cors = CorsHandler(config.gateway.cors)
         self.upstream = UpstreamClient()
         self.message_endpoints = MessageEndpoints()
+        self._identity_http: httpx.AsyncClient | None = None
+        self.inbound = InboundAuthenticator(config, secrets=None, http=self._identity_client)
+        self.outbound = BackendCredentials(config, environ=environ)
+        self._dropped_headers = {
+            name: INBOUND_CREDENTIAL_HEADERS | self.inbound.credential_headers(server)
+            for name, server in config.servers.items()
+        }
+        self._dropped_query = {
+            name: _CREDENTIAL_QUERY_PARAMS | self.inbound.credential_query_params(server)
+            for name, server in config.servers.items()
+        }
+
+    def _identity_client(self) -> httpx.AsyncClient:
+        """HTTPS to identity providers, created in the running loop on first use."""
+        if self._identity_http is None:
+            self._identity_http = https_client(self.config.gateway.ca_bundle)
+        return self._identity_http
 
     # -- ASGI front door (local server) ---------------------------------------------
 
@@ -66,6 +90,11 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    await self.outbound.startup_check()
+                except Exception as error:  # reported to the server, which refuses to start
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -74,6 +103,10 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
+        await self.outbound.aclose()
+        if self._identity_http is not None:
+            await self._identity_http.aclose()
+            self._identity_http = None
 
     # -- the pipeline ----------------------------------------------------------------
 
@@ -91,9 +124,12 @@ class Gateway:
                 raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
             if route.kind == "health":
                 return JSONResponse({"status": "ok", "version": __version__})
+            if route.kind == "metadata":
+                return self._metadata(request, route)
             assert route.server is not None
             body = self._request_body(request)
-            response = await self._forward(request, route, body)
+            caller = await self.inbound.authenticate(route.server, request)
+            response = await self._forward(request, route, body, caller)
         except GatewayError as error:
             if body is not None:
                 await body.read_for_error()
@@ -113,6 +149,8 @@ class Gateway:
     def _resolve(self, path: str) -> Route:
         if path == "/healthz":
             return Route("health")
+        if path.startswith(PRM_PREFIX):
+            return self._resolve_metadata(path[len(PRM_PREFIX) :])
         parts = path.strip("/").split("/")
         if len(parts) < 2 or len(parts) > 3 or parts[0] != "mcp":
             raise UnknownServer(f"no route for {path}")
@@ -127,6 +165,20 @@ class Gateway:
             raise UnknownServer(f"server {server.name!r} speaks {server.transport}: use {hint}")
         return Route(kind, server)
 
+    def _resolve_metadata(self, rest: str) -> Route:
+        parts = rest.strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "mcp" and parts[1] in self.config.servers:
+            return Route("metadata", self.config.servers[parts[1]])
+        raise UnknownServer(f"no protected resource metadata at {PRM_PREFIX}{rest}")
+
+    def _metadata(self, request: Request, route: Route) -> Response:
+        assert route.server is not None
+        document = self.inbound.metadata(route.server, request)
+        if document is None:
+            raise UnknownServer(f"server {route.server.name!r} does not take bearer tokens")
+        # Public metadata: browser-based MCP clients read it cross-origin.
+        return JSONResponse(document, headers={"access-control-allow-origin": "*", "cache-control": "max-age=300"})
+
     def _request_body(self, request: Request) -> RequestBody | None:
         if request.method in ("GET", "DELETE", "HEAD"):
             return None
@@ -137,10 +189,10 @@ class Gateway:
             declared_length=int(length) if length and length.isdigit() else None,
         )
 
-    async def _forward(self, request: Request, route: Route, body: RequestBody | None) -> ProxyResponse:
+    async def _forward(self, request: Request, route: Route, body: RequestBody | None, caller: Caller) -> ProxyResponse:
         server = route.server
         assert server is not None
-        query = strip_query_params(request.scope.get("query_string", b""), _CREDENTIAL_QUERY_PARAMS)
+        query = strip_query_params(request.scope.get("query_string", b""), self._dropped_query[server.name])
         if route.kind == "message":
             url = self.message_endpoints.upstream_url(server, query)
         else:
@@ -150,9 +202,10 @@ class Gateway:
             request.scope["headers"],
             client_ip=client[0] if client else "unknown",
             scheme=request.url.scheme,
-            dropped=INBOUND_CREDENTIAL_HEADERS,
+            dropped=self._dropped_headers[server.name],
             extra=server.headers,
         )
+        headers += await self.outbound.headers_for(server, caller, request.headers)
         if route.kind == "sse":
             # The endpoint event is rewritten, so it must arrive uncompressed.
             headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]

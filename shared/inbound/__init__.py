@@ -1,0 +1,186 @@
+"""Inbound auth: decide who may call each MCP server.
+
+Per server, any mix of a subscription key and a bearer token (Entra ID or any OIDC
+issuer), combined as "all of" or "any of". Success yields a `Caller`; failure is an
+Unauthorized (401, with a Bearer challenge pointing at the protected resource
+metadata) or Forbidden (403). The credentials themselves are then removed from the
+request before it goes anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+import httpx
+from starlette.requests import Request
+
+from ..config import GatewayConfig, ServerConfig
+from ..config.inbound import InboundAuth, Subscription
+from ..errors import Forbidden, GatewayError, Unauthorized
+from .caller import ANONYMOUS, Caller
+from .jwks import JwksCache
+from .keys import SecretSource, SubscriptionKeys
+from .metadata import bearer_challenge, protected_resource_metadata, public_base_url
+from .tokens import TokenRejected, TokenValidator, check_permissions
+
+__all__ = ["ANONYMOUS", "Caller", "InboundAuthenticator"]
+
+
+class InboundAuthenticator:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        secrets: SecretSource | None,
+        http: Callable[[], httpx.AsyncClient],
+    ) -> None:
+        self.config = config
+        self.keys = SubscriptionKeys(config.subscriptions, secrets)
+        jwks_by_url: dict[str, JwksCache] = {}
+        self._validators: dict[str, TokenValidator] = {}
+        self._dropped_headers: dict[str, frozenset[bytes]] = {}
+        self._dropped_query: dict[str, frozenset[bytes]] = {}
+        for server in config.servers.values():
+            auth = server.auth
+            if auth is None:
+                continue
+            token = auth.entra or auth.jwt
+            if token is not None:
+                jwks = jwks_by_url.setdefault(token.openid_config_url, JwksCache(token.openid_config_url, http))
+                self._validators[server.name] = TokenValidator(token, jwks)
+            self._dropped_headers[server.name] = frozenset(
+                name.lower().encode() for name in _credential_headers(auth)
+            )
+            self._dropped_query[server.name] = frozenset(name.lower().encode() for name in _credential_params(auth))
+
+    # -- what the proxy must strip ------------------------------------------------------
+
+    def credential_headers(self, server: ServerConfig) -> frozenset[bytes]:
+        return self._dropped_headers.get(server.name, frozenset())
+
+    def credential_query_params(self, server: ServerConfig) -> frozenset[bytes]:
+        return self._dropped_query.get(server.name, frozenset())
+
+    # -- the check ------------------------------------------------------------------------
+
+    async def authenticate(self, server: ServerConfig, request: Request) -> Caller:
+        auth = server.auth
+        if auth is None:
+            return ANONYMOUS
+        if auth.mode == "all":
+            subscription = await self._check_key(server, request) if auth.subscription_key else None
+            caller = await self._check_token(server, request) if server.name in self._validators else ANONYMOUS
+            return replace(caller, subscription=subscription.name) if subscription else caller
+        return await self._any_of(server, request, auth)
+
+    async def _any_of(self, server: ServerConfig, request: Request, auth: InboundAuth) -> Caller:
+        failure: GatewayError | None = None
+        if auth.subscription_key and _presented_key(request, auth) is not None:
+            try:
+                return Caller(subscription=(await self._check_key(server, request)).name)
+            except GatewayError as error:
+                failure = error
+        if server.name in self._validators and _presented_token(request, auth) is not None:
+            return await self._check_token(server, request)
+        if failure is not None:
+            raise failure
+        if server.name in self._validators:
+            # Nothing presented: challenge for a token, so MCP clients can start OAuth.
+            return await self._check_token(server, request)
+        return await self._check_key(server, request)
+
+    async def _check_key(self, server: ServerConfig, request: Request) -> Subscription:
+        auth = server.auth
+        assert auth is not None and auth.subscription_key is not None
+        presented = _presented_key(request, auth)
+        if presented is None:
+            where = f"the {auth.subscription_key.header_name} header"
+            if auth.subscription_key.query_parameter_name:
+                where += f" or the {auth.subscription_key.query_parameter_name} query parameter"
+            raise Unauthorized(f"missing subscription key: send it in {where}")
+        subscription = await self.keys.identify(presented)
+        if subscription is None:
+            raise Unauthorized("invalid subscription key")
+        if not subscription.enabled:
+            raise Forbidden(f"subscription '{subscription.name}' is disabled")
+        if not subscription.may_call(server.name):
+            raise Forbidden(f"subscription '{subscription.name}' may not call server '{server.name}'")
+        return subscription
+
+    async def _check_token(self, server: ServerConfig, request: Request) -> Caller:
+        auth = server.auth
+        assert auth is not None
+        validator = self._validators[server.name]
+        token = _presented_token(request, auth)
+        base = public_base_url(request, self.config.gateway)
+        settings = validator.settings
+        rules = validator.rules
+
+        def challenge(error: str | None, description: str | None) -> dict[str, str]:
+            return {"www-authenticate": bearer_challenge(base, server, settings, error, description)}
+
+        if token is None:
+            error = Unauthorized(rules.failed_message or "missing bearer token", headers=challenge(None, None))
+            error.status = rules.failed_status
+            raise error
+        try:
+            caller = await validator.validate(token)
+        except TokenRejected as rejected:
+            error = Unauthorized(
+                rules.failed_message or rejected.message, headers=challenge("invalid_token", rejected.message)
+            )
+            error.status = rules.failed_status
+            raise error from None
+        check_permissions(caller, rules, challenge)
+        return caller
+
+    # -- protected resource metadata -----------------------------------------------------
+
+    def metadata(self, server: ServerConfig, request: Request) -> dict[str, Any] | None:
+        validator = self._validators.get(server.name)
+        if validator is None:
+            return None
+        base = public_base_url(request, self.config.gateway)
+        return protected_resource_metadata(base, server, validator.settings, validator.jwks.issuer)
+
+
+def _credential_headers(auth: InboundAuth) -> list[str]:
+    names = []
+    if auth.subscription_key:
+        names.append(auth.subscription_key.header_name)
+    if auth.token_rules:
+        names.append(auth.token_rules.header_name)
+    return names
+
+
+def _credential_params(auth: InboundAuth) -> list[str]:
+    names = []
+    if auth.subscription_key and auth.subscription_key.query_parameter_name:
+        names.append(auth.subscription_key.query_parameter_name)
+    if auth.token_rules and auth.token_rules.query_parameter_name:
+        names.append(auth.token_rules.query_parameter_name)
+    return names
+
+
+def _presented_key(request: Request, auth: InboundAuth) -> str | None:
+    settings = auth.subscription_key
+    assert settings is not None
+    value = request.headers.get(settings.header_name)
+    if value is None and settings.query_parameter_name:
+        value = request.query_params.get(settings.query_parameter_name)
+    return value or None
+
+
+def _presented_token(request: Request, auth: InboundAuth) -> str | None:
+    rules = auth.token_rules
+    assert rules is not None
+    value = request.headers.get(rules.header_name)
+    if value is not None:
+        scheme, _, credentials = value.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            return credentials.strip() or None
+        return None if rules.header_name.lower() == "authorization" else value.strip() or None
+    if rules.query_parameter_name:
+        return request.query_params.get(rules.query_parameter_name) or None
+    return None
