@@ -3,12 +3,14 @@
     python -m shared serve --config FILE --port N [--host H]
     python -m shared demo [--port N]
     python -m shared config check FILE
+    python -m shared keys new NAME
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import socket
 import sys
@@ -95,6 +97,17 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    from .inbound.keys import key_digest, new_key
+
+    key = new_key()
+    entry = {args.name: {"servers": ["*"], "primaryKey": {"sha256": key_digest(key)}}}
+    print(f"Subscription key for {args.name!r} (shown once; store it now):\n\n    {key}\n")
+    print('Add this to "subscriptions" in the gateway config (narrow "servers" as needed):\n')
+    print(json.dumps(entry, indent=2)[1:-1].strip("\n"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shared", description="MCP gateway")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_commands.add_parser("check", help="validate a config file")
     check.add_argument("file")
     check.set_defaults(func=cmd_config_check)
+
+    keys = commands.add_parser("keys", help="subscription keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    new = keys_commands.add_parser("new", help="print a fresh key once, with the config entry holding its hash")
+    new.add_argument("name", help="subscription name")
+    new.set_defaults(func=cmd_keys_new)
     return parser
 
 

@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from starlette.types import ASGIApp
 
+from emulators.fixtures import *  # noqa: F401,F403  (Entra, managed identity, Key Vault emulators)
 from emulators.server import BackgroundServer
 from shared.app import create_app
 from shared.config import parse_config
