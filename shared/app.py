@@ -166,16 +166,22 @@ class Gateway:
         return Route(kind, server)
 
     def _resolve_metadata(self, rest: str) -> Route:
+        if rest.strip("/") == "":
+            return Route("metadata")
         parts = rest.strip("/").split("/")
         if len(parts) == 2 and parts[0] == "mcp" and parts[1] in self.config.servers:
             return Route("metadata", self.config.servers[parts[1]])
         raise UnknownServer(f"no protected resource metadata at {PRM_PREFIX}{rest}")
 
     def _metadata(self, request: Request, route: Route) -> Response:
-        assert route.server is not None
-        document = self.inbound.metadata(route.server, request)
-        if document is None:
-            raise UnknownServer(f"server {route.server.name!r} does not take bearer tokens")
+        if route.server is None:
+            document = self.inbound.root_metadata(request)
+            if document is None:
+                raise UnknownServer("no gateway-wide protected resource metadata: use the per-server form")
+        else:
+            document = self.inbound.metadata(route.server, request)
+            if document is None:
+                raise UnknownServer(f"server {route.server.name!r} does not take bearer tokens")
         # Public metadata: browser-based MCP clients read it cross-origin.
         return JSONResponse(document, headers={"access-control-allow-origin": "*", "cache-control": "max-age=300"})
 

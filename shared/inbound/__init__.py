@@ -144,6 +144,22 @@ class InboundAuthenticator:
         base = public_base_url(request, self.config.gateway)
         return protected_resource_metadata(base, server, validator.settings, validator.jwks.issuer)
 
+    def root_metadata(self, request: Request) -> dict[str, Any] | None:
+        """The root form: the gateway as one resource, when all its token servers share issuers."""
+        documents = [self.metadata(self.config.servers[name], request) for name in self._validators]
+        issuers = {tuple(d["authorization_servers"]) for d in documents if d}
+        if len(issuers) != 1:
+            return None
+        scopes = list(dict.fromkeys(s for d in documents if d for s in d.get("scopes_supported", ())))
+        document: dict[str, Any] = {
+            "resource": public_base_url(request, self.config.gateway),
+            "authorization_servers": list(issuers.pop()),
+            "bearer_methods_supported": ["header"],
+        }
+        if scopes:
+            document["scopes_supported"] = scopes
+        return document
+
 
 def _credential_headers(auth: InboundAuth) -> list[str]:
     names = []
