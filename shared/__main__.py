@@ -63,21 +63,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _run_demo(host: str, port: int) -> None:
     from .demo import build_demo_server, demo_config, vscode_snippet
+    from .inbound.keys import new_key
 
     backend_sock = _listening_socket("127.0.0.1", 0)
     backend_port = backend_sock.getsockname()[1]
     backend_app = build_demo_server().streamable_http_app(streamable_http_path="/mcp")
     backend = uvicorn.Server(_uvicorn_config(backend_app, "127.0.0.1", backend_port))
 
-    config = parse_config(demo_config(f"http://127.0.0.1:{backend_port}/mcp"))
+    key = new_key()
+    config = parse_config(demo_config(f"http://127.0.0.1:{backend_port}/mcp", key))
     gateway_sock = _listening_socket(host, port)
     gateway_port = gateway_sock.getsockname()[1]
     gateway = uvicorn.Server(_uvicorn_config(create_app(config), host, gateway_port))
 
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{gateway_port}"
     print(f"Demo MCP backend (MCP SDK server) on http://127.0.0.1:{backend_port}/mcp")
-    print(f"MCP gateway on {url}\n\nMCP endpoint: {url}/mcp/demo\n")
-    print("VS Code .vscode/mcp.json:\n" + vscode_snippet(url) + "\n\nCtrl+C stops both.", flush=True)
+    print(f"MCP gateway on {url}\n\nMCP endpoint: {url}/mcp/demo")
+    print(f"Subscription key (header Ocp-Apim-Subscription-Key): {key}\n")
+    print("VS Code .vscode/mcp.json:\n" + vscode_snippet(url, key) + "\n\nCtrl+C stops both.", flush=True)
     await asyncio.gather(backend.serve(sockets=[backend_sock]), gateway.serve(sockets=[gateway_sock]))
 
 

@@ -10,6 +10,8 @@ import json
 
 from mcp.server.mcpserver import Context, MCPServer
 
+from .inbound.keys import key_digest
+
 DEMO_SERVER_NAME = "demo"
 
 
@@ -48,12 +50,21 @@ def build_demo_server() -> MCPServer:
     return server
 
 
-def demo_config(backend_url: str) -> dict:
-    return {"servers": {DEMO_SERVER_NAME: {"url": backend_url, "anonymous": True, "description": "embedded demo"}}}
+def demo_config(backend_url: str, key: str) -> dict:
+    """Secure by default even in the demo: the server wants a subscription key."""
+    return {
+        "servers": {
+            DEMO_SERVER_NAME: {"url": backend_url, "description": "embedded demo", "auth": {"subscriptionKey": {}}}
+        },
+        "subscriptions": {"demo": {"servers": [DEMO_SERVER_NAME], "primaryKey": {"sha256": key_digest(key)}}},
+    }
 
 
-def vscode_snippet(gateway_url: str) -> str:
+def vscode_snippet(gateway_url: str, key: str) -> str:
     """A ready `.vscode/mcp.json` for the demo server."""
-    return json.dumps(
-        {"servers": {"gateway-demo": {"type": "http", "url": f"{gateway_url}/mcp/{DEMO_SERVER_NAME}"}}}, indent=2
-    )
+    entry = {
+        "type": "http",
+        "url": f"{gateway_url}/mcp/{DEMO_SERVER_NAME}",
+        "headers": {"Ocp-Apim-Subscription-Key": key},
+    }
+    return json.dumps({"servers": {"gateway-demo": entry}}, indent=2)

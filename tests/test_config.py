@@ -43,6 +43,22 @@ def _check(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
         ({"servers": {"d": {"url": "https://x", "anonymous": True, "messageUrl": "https://x/m"}}}, "servers.d.messageUrl", "only applies to transport 'sse'"),
         ({"servers": GOOD["servers"], "gateway": {"keepAliveSeconds": 300}}, "gateway.keepAliveSeconds", "300"),
         ({"servers": GOOD["servers"], "extra": 1}, "'extra'", "unknown field"),
+        ({"servers": {"d": {"url": "https://x", "auth": {"mode": "any"}}}}, "servers.d.auth", "declares no method"),
+        ({"servers": {"d": {"url": "https://x", "auth": {"entra": {"audiences": ["a"]}}}}},
+         "servers.d.auth.entra.tenantId", "is required"),
+        ({"servers": {"d": {"url": "https://x", "auth": {"entra": {"tenantId": "t", "audiences": ["a"], "tenant": 1}}}}},
+         "servers.d.auth.entra", "unknown field 'tenant'"),
+        ({"servers": {"d": {"url": "https://x", "anonymous": True, "auth": {"subscriptionKey": {}}}}},
+         "servers.d.anonymous", "cannot also be anonymous"),
+        ({"servers": {"d": {"url": "https://x", "auth": {"subscriptionKey": {}}}},
+          "subscriptions": {"alice": {"servers": ["nope"], "primaryKey": {"sha256": "0" * 64}}}},
+         "subscriptions.alice.servers", "no server named 'nope'"),
+        ({"servers": {"d": {"url": "https://x", "auth": {"subscriptionKey": {}}}},
+          "subscriptions": {"alice": {"servers": ["d"], "primaryKey": {"sha256": "not-hex"}}}},
+         "subscriptions.alice.primaryKey", "documented forms"),
+        ({"servers": {"d": {"url": "https://x", "auth": {"subscriptionKey": {}}}},
+          "subscriptions": {"alice": {"servers": ["d"], "primaryKey": {"clear": "k"}}}},
+         "subscriptions.alice.primaryKey", "documented forms"),
     ],
 )
 def test_bad_config_names_the_field(document, field, reason):
@@ -113,12 +129,14 @@ def test_serve_with_a_bad_config_exits_before_listening(tmp_path):
     assert "listening" not in result.stdout
 
 
-def test_published_schema_is_valid_and_accepts_the_sample_config():
-    schema = json.loads(SCHEMA_PATH.read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
+def test_published_schema_files_are_valid_and_accept_the_sample_config():
+    for path in SCHEMA_PATH.parent.glob("*.schema.json"):
+        jsonschema.Draft202012Validator.check_schema(json.loads(path.read_text()))
     sample = json.loads((ROOT / "gateway.sample.json").read_text())
-    jsonschema.Draft202012Validator(schema).validate(sample)
-    parse_config(sample)
+    config = parse_config(sample)
+    assert config.servers["docs"].auth.mode == "any"
+    assert config.servers["docs"].auth.entra.v2_issuer == "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0"
+    assert config.subscriptions["platform-agents"].secondary.secret.name == "platform-agents-secondary"
 
 
 def test_relative_config_path_is_resolved_against_the_app_root(tmp_path, monkeypatch):

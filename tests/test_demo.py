@@ -7,7 +7,10 @@ import os
 import re
 import sys
 
+import httpx
+import httpx2
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from gateway_process import ROOT
 from npm_tools import ServerHandle, _spawn, _wait_log_line
@@ -31,9 +34,15 @@ async def test_demo_prints_a_working_endpoint_and_vscode_snippet():
     try:
         output = demo.log()
         snippet = json.loads(re.search(r"VS Code \.vscode/mcp\.json:\n(\{.*?\n\})", output, re.S).group(1))
-        assert snippet["servers"]["gateway-demo"] == {"type": "http", "url": demo.url}
+        key = re.search(r"Subscription key \(header Ocp-Apim-Subscription-Key\): (\S+)", output).group(1)
+        assert snippet["servers"]["gateway-demo"] == {
+            "type": "http", "url": demo.url, "headers": {"Ocp-Apim-Subscription-Key": key}}
+        async with httpx.AsyncClient(timeout=10) as plain:
+            refused = await plain.post(demo.url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        assert refused.status_code == 401
         for mode in ("legacy", "auto"):
-            async with Client(demo.url, mode=mode) as client:
+            http = httpx2.AsyncClient(headers=snippet["servers"]["gateway-demo"]["headers"], timeout=30)
+            async with http, Client(streamable_http_client(demo.url, http_client=http), mode=mode) as client:
                 tools = {t.name for t in (await client.list_tools()).tools}
                 assert {"add", "echo", "countdown"} <= tools
                 progress: list[float] = []

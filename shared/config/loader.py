@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import logging
 from pathlib import Path
 from types import MappingProxyType
@@ -18,7 +19,7 @@ from ..errors import ConfigError
 from ..settings import env
 from .inbound import build_inbound, build_subscriptions
 from .model import HOP_BY_HOP, CorsPolicy, GatewayConfig, GatewaySettings, ServerConfig, Timeouts
-from .outbound import build_outbound
+from .outbound import build_outbound, check_outbound_against_auth
 
 logger = logging.getLogger("shared.config")
 
@@ -50,6 +51,11 @@ def _field_path(path: Any) -> str:
 def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
     """(field, message) for one schema error, phrased for a person."""
     where = _field_path(error.absolute_path)
+    if error.validator == "unevaluatedProperties":
+        names = ", ".join(repr(name) for name in re.findall(r"'([^']+)'", error.message.split("(")[-1]))
+        return (where, f"unknown field {names}")
+    if error.validator == "oneOf":
+        return (where, "matches none of its documented forms (see the schema's description)")
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         names = ", ".join(repr(e) for e in extra)
@@ -91,6 +97,7 @@ def _check_server(name: str, raw: Mapping[str, Any]) -> None:
             f"{prefix}.anonymous",
             "no inbound auth is declared: add \"auth\", or say \"anonymous\": true to let any caller in",
         )
+    check_outbound_against_auth(raw.get("outbound"), raw.get("auth"), f"{prefix}.outbound")
 
 
 def _build_server(name: str, raw: Mapping[str, Any]) -> ServerConfig:
