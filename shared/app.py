@@ -30,6 +30,7 @@ from .inbound.metadata import PRM_PREFIX
 from .legacy_sse import MessageEndpoints
 from .outbound import BackendCredentials
 from .proxy import ProxyResponse, UpstreamClient, open_upstream
+from .secrets import SecretStore
 
 logger = logging.getLogger("shared.app")
 access_log = logging.getLogger("shared.access")
@@ -60,8 +61,9 @@ class Gateway:
         self.upstream = UpstreamClient()
         self.message_endpoints = MessageEndpoints()
         self._identity_http: httpx.AsyncClient | None = None
-        self.inbound = InboundAuthenticator(config, secrets=None, http=self._identity_client)
-        self.outbound = BackendCredentials(config, environ=environ)
+        self.secrets = SecretStore(config.gateway, environ=environ)
+        self.inbound = InboundAuthenticator(config, secrets=self.secrets, http=self._identity_client)
+        self.outbound = BackendCredentials(config, secrets=self.secrets, environ=environ)
         self._dropped_headers = {
             name: INBOUND_CREDENTIAL_HEADERS | self.inbound.credential_headers(server)
             for name, server in config.servers.items()
@@ -91,6 +93,7 @@ class Gateway:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
+                    await self.secrets.check(self.inbound.keys.secret_refs())
                     await self.outbound.startup_check()
                 except Exception as error:  # reported to the server, which refuses to start
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
@@ -104,6 +107,7 @@ class Gateway:
     async def aclose(self) -> None:
         await self.upstream.aclose()
         await self.outbound.aclose()
+        await self.secrets.aclose()
         if self._identity_http is not None:
             await self._identity_http.aclose()
             self._identity_http = None

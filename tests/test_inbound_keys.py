@@ -135,3 +135,32 @@ def test_keys_new_prints_a_key_once_with_its_hash_entry():
     assert len(key) >= 40
     assert f'"sha256": "{key_digest(key)}"' in result.stdout
     assert '"contoso-agents": {' in result.stdout
+
+
+async def test_a_key_held_in_key_vault_is_revoked_by_changing_the_secret(
+    start_server, start_gateway, key_vault, managed_identity_env, emulator_pki
+):
+    import anyio
+
+    key_vault.set_secret("alice-primary", "kv-held-key-0123456789abcdef")
+    recorder = RecordingBackend()
+    backend = start_server(recorder, lifespan="off")
+    subscription = {"servers": ["docs"], "primaryKey": {"keyVaultSecret": {"name": "alice-primary", "vault": key_vault.vault_url}}}
+    base = start_gateway({
+        "servers": {"docs": {"url": f"{backend.base_url}/mcp", "auth": {"subscriptionKey": {}}}},
+        "subscriptions": {"alice": subscription},
+        "gateway": {"caBundle": emulator_pki.ca_path, "keyCacheSeconds": 1},
+    })
+    url = f"{base}/mcp/docs"
+    old = {"Ocp-Apim-Subscription-Key": "kv-held-key-0123456789abcdef"}
+    for _ in range(5):
+        assert (await post(url, old)).status_code == 200
+    assert key_vault.get_count("alice-primary") == 1  # cached, not read per request
+
+    key_vault.set_secret("alice-primary", "rotated-key-0123456789abcdef")
+    with anyio.fail_after(15):
+        while (await post(url, old)).status_code == 200:
+            await anyio.sleep(0.2)  # poll interval while the cached value ages out
+    refused = await post(url, old)
+    assert refused.status_code == 401 and refused.json()["error"]["message"] == "invalid subscription key"
+    assert (await post(url, {"Ocp-Apim-Subscription-Key": "rotated-key-0123456789abcdef"})).status_code == 200
