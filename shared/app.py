@@ -65,7 +65,7 @@ class Gateway:
         self.inbound = InboundAuthenticator(config, secrets=self.secrets, http=self._identity_client)
         self.outbound = BackendCredentials(config, secrets=self.secrets, environ=environ)
         self._dropped_headers = {
-            name: INBOUND_CREDENTIAL_HEADERS | self.inbound.credential_headers(server)
+            name: INBOUND_CREDENTIAL_HEADERS | self.inbound.credential_headers(server) | self.outbound.credential_headers(server)
             for name, server in config.servers.items()
         }
         self._dropped_query = {

@@ -75,9 +75,46 @@ class ManagedIdentity:
         except Exception as error:  # noqa: BLE001 - classified, never swallowed
             raise classify(error, "managed identity endpoint") from None
 
+    def for_sdk(self, purpose: str) -> "_LabelledCredential":
+        """The default identity as an SDK credential whose failures name `purpose` (e.g. 'token for Key Vault')."""
+        return _LabelledCredential(self, f"managed identity endpoint ({purpose})")
+
     async def aclose(self) -> None:
         credentials, self._credentials = list(self._credentials.values()), {}
         await asyncio.gather(*(c.close() for c in credentials), return_exceptions=True)
+
+
+class _LabelledCredential:
+    """An async token credential for SDK clients: a failure surfaces as the identity step's own.
+
+    Without it, an identity endpoint that is down looks like the client's service
+    being down (the SDK raises the same ServiceRequestError for both).
+    """
+
+    def __init__(self, identity: ManagedIdentity, label: str) -> None:
+        self._identity = identity
+        self._label = label
+
+    async def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        try:
+            return await self._identity.credential().get_token_info(*scopes, options=options)
+        except Exception as error:  # noqa: BLE001 - classified, never swallowed
+            raise classify(error, self._label) from None
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        try:
+            return await self._identity.credential().get_token(*scopes, **kwargs)
+        except Exception as error:  # noqa: BLE001 - classified, never swallowed
+            raise classify(error, self._label) from None
+
+    async def close(self) -> None:
+        """The identity's own credentials are closed by their owner."""
+
+    async def __aenter__(self) -> "_LabelledCredential":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
 
 
 def _status(error: BaseException) -> int | None:
@@ -103,9 +140,6 @@ def classify(error: BaseException, endpoint: str) -> Transient | Permanent:
     status = _status(error)
     if status is not None and (status == 429 or status >= 500):
         return Transient(f"{endpoint} answered {status}", retry_after=_retry_after(error))
-    if isinstance(error, ClientAuthenticationError) and status is None and "managed identity" in str(error).lower():
-        # azure-identity reports some endpoint failures without a response object
-        return Transient(f"{endpoint} failed ({type(error).__name__})")
     if isinstance(error, (HttpResponseError, ClientAuthenticationError)):
         code = getattr(getattr(error, "error", None), "code", None)
         return Permanent(f"{endpoint} refused the request ({status or 'no status'}{', ' + code if code else ''})")

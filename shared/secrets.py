@@ -28,7 +28,7 @@ import time
 from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import ClientAuthenticationError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.keyvault.secrets.aio import SecretClient
 
 from .config import GatewaySettings, SecretRef
@@ -122,12 +122,6 @@ class SecretStore:
             secret = await self._client(vault).get_secret(ref.name, ref.version or "")
         except ResourceNotFoundError:
             raise _NotFound from None
-        except ClientAuthenticationError as error:
-            response = getattr(error, "response", None)
-            url = str(getattr(getattr(response, "request", None), "url", "") or "")
-            if response is None or not url.startswith(vault):
-                raise classify(error, "managed identity endpoint (token for Key Vault)") from None
-            raise classify(error, "Key Vault") from None
         except Exception as error:  # noqa: BLE001 - classified, never swallowed
             raise classify(error, "Key Vault") from None
         if secret.value is None:
@@ -139,7 +133,7 @@ class SecretStore:
         if client is None:
             client = self._clients[vault] = SecretClient(
                 vault,
-                self.identity.credential(),
+                self.identity.for_sdk("token for Key Vault"),
                 transport=self.http.transport(),
                 verify_challenge_resource=not _is_loopback(urlsplit(vault).hostname),
                 **SDK_OPTIONS,

@@ -1,31 +1,146 @@
 """Backend credentials: what the gateway adds so the backend knows it is the gateway.
 
 The caller's own credential never reaches a backend unless a server's config says
-`forwardAuthorization`; everything else comes from a closed set of modes.
+`forwardAuthorization`; everything else comes from a closed set of modes, one
+module each:
+
+    managed_identity     managedIdentity       azure-identity, the app's identity
+    client_credentials   clientCredentials     msal, secret / certificate / MI assertion
+    on_behalf_of         onBehalfOf            msal OBO, per user
+    secret_header        secretHeader          a Key Vault secret in a named header
+    forward              forwardAuthorization  the caller's header (discouraged)
+
+Tokens are cached in one TokenCache (refresh ahead of expiry, single flight);
+secrets in the gateway's SecretStore. Failures become CredentialUnavailable
+(502/503) naming the server and the step.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+import logging
+from typing import Iterable, Mapping
 
 from starlette.datastructures import Headers
 
-from ..config import GatewayConfig, ServerConfig
+from ..config import GatewayConfig, SecretRef, ServerConfig
+from ..config.outbound import (
+    ClientCredentialsOutbound,
+    ForwardAuthorizationOutbound,
+    ManagedIdentityOutbound,
+    OnBehalfOfOutbound,
+    OutboundConfig,
+    SecretHeaderOutbound,
+)
+from ..errors import ConfigError, CredentialUnavailable
 from ..inbound.caller import Caller
+from ..retry import DEFAULT_POLICY
+from ..secrets import SecretStore
+from .base import Machinery, Mode, RawHeaders
+from .cache import TokenCache
+from .client_credentials import ClientCredentialsMode
+from .forward import WHY_DISCOURAGED, ForwardAuthorizationMode
+from .managed_identity import ManagedIdentityMode
+from .msal_apps import MsalApps
+from .on_behalf_of import OnBehalfOfMode
+from .secret_header import SecretHeaderMode
+
+logger = logging.getLogger("shared.outbound")
 
 
 class BackendCredentials:
     """One per gateway process; caches live here."""
 
-    def __init__(self, config: GatewayConfig, *, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, *, secrets: SecretStore, environ: Mapping[str, str] | None = None
+    ) -> None:
         self.config = config
+        self.machinery = Machinery(secrets=secrets, identity=secrets.identity, tokens=TokenCache(), retry=DEFAULT_POLICY)
+        self.msal = MsalApps(self.machinery, config.gateway.ca_bundle)
+        self.modes: dict[str, Mode] = {
+            server.name: self._mode(server.outbound)
+            for server in config.servers.values()
+            if server.outbound is not None
+        }
+        for server in config.servers.values():
+            if isinstance(server.outbound, ForwardAuthorizationOutbound):
+                logger.warning("server %r: %s", server.name, WHY_DISCOURAGED)
 
-    async def headers_for(self, server: ServerConfig, caller: Caller, inbound: Headers) -> list[tuple[bytes, bytes]]:
+    def _mode(self, outbound: OutboundConfig) -> Mode:
+        if isinstance(outbound, ManagedIdentityOutbound):
+            return ManagedIdentityMode(outbound, self.machinery)
+        if isinstance(outbound, ClientCredentialsOutbound):
+            return ClientCredentialsMode(outbound, self.machinery, self.msal)
+        if isinstance(outbound, OnBehalfOfOutbound):
+            return OnBehalfOfMode(outbound, self.machinery, self.msal)
+        if isinstance(outbound, SecretHeaderOutbound):
+            return SecretHeaderMode(outbound, self.machinery)
+        if isinstance(outbound, ForwardAuthorizationOutbound):
+            return ForwardAuthorizationMode()
+        raise TypeError(f"unknown outbound mode {type(outbound).__name__}")  # pragma: no cover - closed set
+
+    def credential_headers(self, server: ServerConfig) -> frozenset[bytes]:
+        """Header names this server's mode sets: a caller's own copies must not reach the backend."""
+        outbound = server.outbound
+        if isinstance(outbound, SecretHeaderOutbound):
+            return frozenset({outbound.header.lower().encode("ascii")})
+        return frozenset({b"authorization"}) if outbound is not None else frozenset()
+
+    @property
+    def tokens(self) -> TokenCache:
+        return self.machinery.tokens
+
+    async def headers_for(self, server: ServerConfig, caller: Caller, inbound: Headers) -> RawHeaders:
         """Headers to add to the backend request (e.g. Authorization: Bearer <backend token>)."""
-        return []
+        mode = self.modes.get(server.name)
+        if mode is None:
+            return []
+        try:
+            return await mode.headers(caller, inbound)
+        except CredentialUnavailable as failure:
+            raise CredentialUnavailable(
+                f"server {server.name!r}: {failure.message}", status=failure.status, headers=failure.headers
+            ) from None
 
     async def startup_check(self) -> None:
         """Fail start-up on what can be known wrong before the first request (missing secrets)."""
+        await self.machinery.secrets.check(outbound_secret_refs(self.config))
 
     async def aclose(self) -> None:
-        """Release clients and credentials."""
+        """Release clients and caches (the SecretStore is closed by its owner)."""
+        await self.machinery.tokens.aclose()
+        self.msal.close()
+
+
+def outbound_secret_refs(config: GatewayConfig) -> list[SecretRef]:
+    """Every Key Vault secret the servers' outbound modes read."""
+    refs: list[SecretRef] = []
+    for server in config.servers.values():
+        outbound = server.outbound
+        if isinstance(outbound, SecretHeaderOutbound):
+            refs.append(outbound.secret)
+        elif isinstance(outbound, (ClientCredentialsOutbound, OnBehalfOfOutbound)):
+            secret = getattr(outbound.app.credential, "secret", None)
+            if secret is not None:
+                refs.append(secret)
+    return refs
+
+
+async def check_secrets(
+    config: GatewayConfig, *, environ: Mapping[str, str] | None = None, extra: Iterable[SecretRef] = ()
+) -> int:
+    """For `python -m shared config check --resolve-secrets`: read every configured secret once.
+
+    Returns how many were read; any that cannot be read is a ConfigError naming it.
+    """
+    refs = [*outbound_secret_refs(config), *extra]
+    store = SecretStore(config.gateway, environ=environ)
+    try:
+        await store.check(refs)
+    except CredentialUnavailable as failure:
+        raise ConfigError("", failure.message) from None
+    finally:
+        await store.aclose()
+    return len({(r.vault_url, r.name.lower(), r.version) for r in refs})
+
+
+__all__ = ["BackendCredentials", "check_secrets", "outbound_secret_refs"]

@@ -1,0 +1,36 @@
+"""What every outbound mode shares, and the one method each implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from starlette.datastructures import Headers
+
+from ..identity import ManagedIdentity
+from ..inbound.caller import Caller
+from ..retry import RetryPolicy
+from ..secrets import SecretStore
+from .cache import TokenCache
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+@dataclass
+class Machinery:
+    """One per gateway: caches and clients the modes share."""
+
+    secrets: SecretStore
+    identity: ManagedIdentity
+    tokens: TokenCache
+    retry: RetryPolicy
+
+
+class Mode(Protocol):
+    async def headers(self, caller: Caller, inbound: Headers) -> RawHeaders:
+        """Headers carrying the backend credential for this request."""
+        ...
+
+
+def bearer(token: str) -> RawHeaders:
+    return [(b"authorization", b"Bearer " + token.encode("ascii"))]
