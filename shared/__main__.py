@@ -97,6 +97,13 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     warn_about_risks(config)
     names = ", ".join(sorted(config.servers))
     print(f"{args.file}: OK ({len(config.servers)} server(s): {names})")
+    if args.resolve_secrets:
+        from .inbound.keys import SubscriptionKeys
+        from .outbound import check_secrets
+
+        key_refs = SubscriptionKeys(config.subscriptions, None).secret_refs()
+        count = asyncio.run(check_secrets(config, extra=key_refs))
+        print(f"{args.file}: {count} Key Vault secret(s) readable")
     return 0
 
 
@@ -130,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(dest="config_command", required=True)
     check = config_commands.add_parser("check", help="validate a config file")
     check.add_argument("file")
+    check.add_argument(
+        "--resolve-secrets", action="store_true", help="also read every Key Vault secret the config names"
+    )
     check.set_defaults(func=cmd_config_check)
 
     keys = commands.add_parser("keys", help="subscription keys")

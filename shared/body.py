@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any, AsyncIterator
 
-from .errors import NO_ID, BodyTooLarge
+from starlette.requests import ClientDisconnect
+
+from .errors import NO_ID, BodyTooLarge, ClientClosedRequest
 
 CAPTURE_LIMIT = 64 * 1024
 
@@ -27,11 +29,14 @@ class RequestBody:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         self._started = True
-        async for chunk in self._chunks:
-            if not chunk:
-                continue
-            self._take(chunk)
-            yield chunk
+        try:
+            async for chunk in self._chunks:
+                if not chunk:
+                    continue
+                self._take(chunk)
+                yield chunk
+        except ClientDisconnect:
+            raise ClientClosedRequest("client closed the request while sending its body") from None
         self.complete = True
 
     def _take(self, chunk: bytes) -> None:

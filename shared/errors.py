@@ -7,6 +7,7 @@
     ├── HostNotAllowed         421  (DNS-rebinding guard)
     ├── OriginNotAllowed       403  (DNS-rebinding guard)
     ├── BodyTooLarge           413
+    ├── ClientClosedRequest    499  (the client left while its body was streaming up)
     ├── Unauthorized           401  (no or bad credential; WWW-Authenticate challenge)
     ├── Forbidden              403  (valid credential, not allowed here: scope, role, server)
     ├── CredentialUnavailable  502/503 (the gateway could not get the backend's credential)
@@ -85,6 +86,14 @@ class BodyTooLarge(GatewayError):
 
     status = 413
     code = "body_too_large"
+    jsonrpc_code = -32600
+
+
+class ClientClosedRequest(GatewayError):
+    """The client went away mid-request: nothing to answer, nothing to log above DEBUG."""
+
+    status = 499
+    code = "client_closed_request"
     jsonrpc_code = -32600
 
 

@@ -150,3 +150,35 @@ async def test_unknown_server_is_a_404_json(start_gateway):
     assert response.status_code == 404
     assert response.json() == {"error": {"code": "unknown_server", "message": "no MCP server named 'unknown'"}}
     assert elsewhere.status_code == 404
+
+
+async def test_client_leaving_mid_body_is_quiet_and_never_completes_upstream(start_server, start_gateway, problems):
+    import anyio
+
+    access: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            access.append(record.getMessage())
+
+    handler = Keep(level=logging.INFO)
+    access_logger = logging.getLogger("shared.access")
+    access_logger.addHandler(handler)
+    access_logger.setLevel(logging.INFO)
+    try:
+        recorder = RecordingBackend()
+        backend = start_server(recorder, lifespan="off")
+        base = start_gateway(gateway_config({"r": anonymous(f"{backend.base_url}/mcp")}))
+        host, port = base.removeprefix("http://").split(":")
+        stream = await anyio.connect_tcp(host, int(port))
+        head = (f"POST /mcp/r HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                "Content-Length: 1000\r\n\r\n")
+        await stream.send(head.encode() + b'{"jsonrpc":"2.0","id":1,')
+        await stream.aclose()
+        with anyio.fail_after(10):
+            while not any("status=499" in line for line in access):
+                await anyio.sleep(0.05)  # poll interval until the gateway has handled the disconnect
+    finally:
+        access_logger.removeHandler(handler)
+    assert all(len(r.body) < 1000 for r in recorder.requests)
+    assert [r.getMessage() for r in problems] == []
