@@ -1,0 +1,51 @@
+"""The benchmark keeps working: bench/run.py --quick end to end (a ~10 s smoke).
+
+No timing is asserted here (issue 6): the smoke only proves that every process
+starts, every target (direct, nginx, each gateway variant) answers every backend
+with a real JSON-RPC result, and the report is produced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTALL_HINT = "apt-get update && apt-get install -y wrk nginx-light"
+
+
+def _missing_tools() -> list[str]:
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    return [tool for tool in ("wrk", "nginx") if shutil.which(tool, path=search) is None]
+
+
+def test_quick_bench_checks_every_target_and_prints_the_table(tmp_path: Path) -> None:
+    missing = _missing_tools()
+    if missing:
+        pytest.fail(f"the bench smoke needs {', '.join(missing)} (Debian packages): {INSTALL_HINT}")
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, f"bench/run.py --quick failed:\n{done.stderr[-4000:]}"
+    assert "verified: every target answers every backend" in done.stderr
+    for heading in ("### Load:", "### SSE: time to the first event", "### Idle GET SSE streams"):
+        assert heading in done.stdout
+    for target in ("direct", "nginx", "gateway:anonymous"):
+        assert f"| raw | {target} |" in done.stdout
+    [results] = tmp_path.glob("*-quick.json")
+    document = json.loads(results.read_text())
+    assert {run["target"] for run in document["load_runs"]} == {"direct", "nginx", "gateway:anonymous"}
+    assert all(run["requests"] > 0 for run in document["load_runs"])
+    assert set(document["idle_streams"]) == {"nginx", "gateway:anonymous"}
