@@ -58,7 +58,7 @@ class Gateway:
         self.config = config
         self.guard = HostGuard.from_settings(config.gateway, environ)
         self.cors = CorsHandler(config.gateway.cors)
-        self.upstream = UpstreamClient()
+        self.upstream = UpstreamClient(config.gateway.ca_bundle)
         self.message_endpoints = MessageEndpoints()
         self._identity_http: httpx.AsyncClient | None = None
         self.secrets = SecretStore(config.gateway, environ=environ)
@@ -220,7 +220,7 @@ class Gateway:
             # The endpoint event is rewritten, so it must arrive uncompressed.
             headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]
         upstream = await open_upstream(
-            self.upstream.client,
+            self.upstream,
             server,
             method=request.method,
             url=url,

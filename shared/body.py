@@ -24,11 +24,9 @@ class RequestBody:
         self._limit = limit
         self._size = 0
         self._prefix = bytearray()
-        self._started = False
         self.complete = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        self._started = True
         try:
             async for chunk in self._chunks:
                 if not chunk:
@@ -49,9 +47,8 @@ class RequestBody:
     async def read_for_error(self) -> None:
         """Read what the backend never took (e.g. it refused the connection), bounded,
         so the error answer can still name the request's id."""
-        if self._started:
+        if self.complete:
             return
-        self._started = True
         try:
             async for chunk in self._chunks:
                 self._take(chunk)

@@ -9,7 +9,6 @@ endpoint event pass through as raw bytes.
 from __future__ import annotations
 
 import re
-from typing import AsyncIterator
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from .config import ServerConfig
@@ -34,28 +33,42 @@ class MessageEndpoints:
             )
         return f"{base}?{query.decode('latin-1')}" if query else base
 
-    def rewriter(self, server: ServerConfig):
-        async def rewrite(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-            pending = b""
-            async for chunk in chunks:
-                pending += chunk
-                while (match := _EVENT_END.search(pending)) is not None:
-                    event, pending = pending[: match.end()], pending[match.end() :]
-                    rewritten = self._rewrite_event(server, event)
-                    yield rewritten
-                    if rewritten is not event:
-                        yield pending
-                        async for rest in chunks:
-                            yield rest
-                        return
-                if len(pending) > MAX_ENDPOINT_EVENT:
-                    raise BackendUnavailable(f"backend of server {server.name!r} sent an oversized SSE event")
-            if pending:
-                yield pending
+    def rewriter(self, server: ServerConfig) -> "EndpointRewriter":
+        return EndpointRewriter(self, server)
 
-        return rewrite
+    def learn(self, server: ServerConfig, url: str) -> None:
+        self._learned[server.name] = url
 
-    def _rewrite_event(self, server: ServerConfig, event: bytes) -> bytes:
+
+class EndpointRewriter:
+    """Holds bytes back only until the endpoint event has gone by, then passes chunks through."""
+
+    def __init__(self, endpoints: MessageEndpoints, server: ServerConfig) -> None:
+        self.endpoints = endpoints
+        self.server = server
+        self.done = False
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.done:
+            return chunk
+        self._pending += chunk
+        out = []
+        while (match := _EVENT_END.search(self._pending)) is not None:
+            event, self._pending = self._pending[: match.end()], self._pending[match.end() :]
+            rewritten = self._rewrite_event(event)
+            out.append(rewritten)
+            if rewritten is not event:
+                self.done = True
+                out.append(self._pending)
+                self._pending = b""
+                break
+        if not self.done and len(self._pending) > MAX_ENDPOINT_EVENT:
+            raise BackendUnavailable(f"backend of server {self.server.name!r} sent an oversized SSE event")
+        return b"".join(out)
+
+    def _rewrite_event(self, event: bytes) -> bytes:
+        server = self.server
         lines = event.decode("utf-8", errors="replace").splitlines()
         if "event: endpoint" not in lines and "event:endpoint" not in lines:
             return event
@@ -63,6 +76,6 @@ class MessageEndpoints:
         target = urlsplit(urljoin(server.url, data.strip()))
         if f"{target.scheme}://{target.netloc}" != server.origin:
             raise BackendUnavailable(f"backend of server {server.name!r} named a message endpoint on another origin")
-        self._learned[server.name] = urlunsplit((target.scheme, target.netloc, target.path, "", ""))
+        self.endpoints.learn(server, urlunsplit((target.scheme, target.netloc, target.path, "", "")))
         local = f"/mcp/{server.name}/message" + (f"?{target.query}" if target.query else "")
         return f"event: endpoint\ndata: {local}\n\n".encode()

@@ -1,16 +1,16 @@
 """Streaming forwarder to MCP backends.
 
 Bytes go up as the client sends them and come down as the backend sends them
-(`aiter_raw`, never decoded or buffered). SSE streams get keep-alive comments at
-event boundaries while the backend is quiet, and a client that goes away cancels
-the upstream request at once.
+(raw, never decoded or buffered). SSE streams get keep-alive comments at event
+boundaries while the backend is quiet, and a client that goes away drops the
+upstream connection at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterable, Protocol
 
 import httpx
 from starlette.responses import StreamingResponse
@@ -19,56 +19,55 @@ from starlette.types import Message, Receive, Scope, Send
 from .config import ServerConfig
 from .errors import BackendTimeout, BackendUnavailable, GatewayError
 from .headers import RawHeaders, downstream_headers
+from .httpclient import tls_context
+from .transport import PooledTransport, ResponseStream
 
 logger = logging.getLogger("shared.proxy")
 
 KEEP_ALIVE_COMMENT = b": keep-alive\n\n"
 
 
-class UpstreamClient:
-    """One pooled httpx.AsyncClient per process, created on first use in the running loop."""
+class Rewriter(Protocol):
+    """Rewrites a response body chunk by chunk (the legacy SSE endpoint event)."""
 
-    def __init__(self) -> None:
-        self._client: httpx.AsyncClient | None = None
+    def feed(self, chunk: bytes) -> bytes: ...
+
+
+class UpstreamClient:
+    """One connection pool per process, shared by every server (see transport.py for why not httpcore)."""
+
+    def __init__(self, ca_bundle: str | None = None) -> None:
+        self._ca_bundle = ca_bundle
+        self._transport: PooledTransport | None = None
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                # Timeouts are applied per server by the forwarder; reads on SSE streams
-                # are governed by the idle-stream timeout instead of a per-read one.
-                timeout=httpx.Timeout(None),
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30),
-                follow_redirects=False,
-                trust_env=False,
-            )
-        return self._client
+    def transport(self) -> PooledTransport:
+        if self._transport is None:
+            self._transport = PooledTransport(ssl_context=tls_context(self._ca_bundle))
+        return self._transport
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
-
-
-def _is_event_stream(headers: httpx.Headers) -> bool:
-    return headers.get("content-type", "").lower().startswith("text/event-stream")
+        if self._transport is not None:
+            transport, self._transport = self._transport, None
+            await transport.aclose()
 
 
 async def open_upstream(
-    client: httpx.AsyncClient,
+    upstream: UpstreamClient,
     server: ServerConfig,
     *,
     method: str,
     url: str,
     headers: RawHeaders,
-    content: AsyncIterator[bytes] | None,
+    content: AsyncIterable[bytes] | None,
 ) -> httpx.Response:
     """Send the request and wait for the backend's response headers, within the server's timeouts."""
-    timeout = httpx.Timeout(None, connect=server.timeouts.connect)
-    request = client.build_request(method, url, headers=list(headers), content=content, timeout=timeout)
+    request = httpx.Request(
+        method, url, headers=list(headers), content=content, extensions={"timeout": {"connect": server.timeouts.connect}}
+    )
     try:
         async with asyncio.timeout(server.timeouts.connect + server.timeouts.read):
-            return await client.send(request, stream=True)
+            return await upstream.transport.handle_async_request(request)
     except TimeoutError:
         raise BackendTimeout(
             f"backend of server {server.name!r} did not answer within {server.timeouts.read:g} s"
@@ -79,9 +78,6 @@ async def open_upstream(
         ) from None
     except httpx.TransportError as exc:
         raise BackendUnavailable(f"backend of server {server.name!r} is unreachable ({type(exc).__name__})") from None
-
-
-Rewriter = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
 
 
 class ProxyResponse(StreamingResponse):
@@ -102,103 +98,83 @@ class ProxyResponse(StreamingResponse):
         rewrite: Rewriter | None = None,
     ) -> None:
         self.upstream = upstream
+        self.stream: ResponseStream = upstream.stream  # type: ignore[assignment]
         self.server = server
         self.background = None
         self.status_code = upstream.status_code
         self.raw_headers = downstream_headers(upstream.headers.raw) + (extra_headers or [])
         self.keep_alive = keep_alive
-        self.is_event_stream = _is_event_stream(upstream.headers)
+        self.is_event_stream = upstream.headers.get("content-type", "").lower().startswith("text/event-stream")
         self.rewrite = rewrite
         if rewrite is not None:
             # A rewritten body has a new length; let the server frame it.
             self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watcher = None
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             if self.is_event_stream:
-                await _until_disconnect(self._relay_event_stream(send), receive)
+                # By now the request body has gone up, so the only message left to
+                # receive is the disconnect: watch for it and drop the backend then.
+                watcher = asyncio.ensure_future(self._abort_on_disconnect(receive))
+                await self._relay_event_stream(send)
             else:
                 await self._relay_body(send)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             logger.debug("client of server %r went away mid-response", self.server.name)
         except (httpx.TransportError, TimeoutError, GatewayError) as exc:
-            # Headers are gone already: the only honest move is to end the response.
-            logger.warning(
-                "backend of server %r broke off its response (%s)", self.server.name, type(exc).__name__
-            )
+            if watcher is not None and watcher.done():
+                logger.debug("client of server %r left an event stream", self.server.name)
+            else:
+                # Headers are gone already: the only honest move is to end the response.
+                logger.warning(
+                    "backend of server %r broke off its response (%s)", self.server.name, type(exc).__name__
+                )
         finally:
-            await self.upstream.aclose()
+            if watcher is not None:
+                watcher.cancel()
+            await self.stream.aclose()
 
-    def _chunks(self) -> AsyncIterator[bytes]:
-        raw = self.upstream.aiter_raw()
-        return self.rewrite(raw) if self.rewrite else raw
+    async def _abort_on_disconnect(self, receive: Receive) -> None:
+        while True:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                self.stream.abort()
+                return
 
     async def _relay_body(self, send: Send) -> None:
-        chunks = self._chunks()
-        while True:
-            async with asyncio.timeout(self.server.timeouts.read):
-                chunk = await anext(chunks, None)
-            if chunk is None:
-                return
+        read_timeout = self.server.timeouts.read
+        while (chunk := await self.stream.read(read_timeout)) is not None:
+            if self.rewrite is not None:
+                chunk = self.rewrite.feed(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     async def _relay_event_stream(self, send: Send) -> None:
-        chunks = self._chunks()
         idle_limit = self.server.timeouts.idle_stream
         at_boundary = True
         tail = b""
+        silent = 0.0
         while True:
-            next_chunk = asyncio.ensure_future(anext(chunks, None))
-            silent = 0.0
+            wait = min(self.keep_alive, idle_limit - silent)
             try:
-                while True:
-                    wait = min(self.keep_alive, idle_limit - silent)
-                    done, _ = await asyncio.wait((next_chunk,), timeout=wait)
-                    if done:
-                        break
-                    silent += wait
-                    if silent >= idle_limit:
-                        logger.info("stream of server %r idle for %g s: closing it", self.server.name, silent)
-                        return
-                    if at_boundary:
-                        await send({"type": "http.response.body", "body": KEEP_ALIVE_COMMENT, "more_body": True})
-            finally:
-                if not next_chunk.done():
-                    next_chunk.cancel()
-                    await asyncio.gather(next_chunk, return_exceptions=True)
-            chunk = next_chunk.result()
+                chunk = await self.stream.read(wait)
+            except TimeoutError:
+                silent += wait
+                if silent >= idle_limit:
+                    logger.info("stream of server %r idle for %g s: closing it", self.server.name, silent)
+                    return
+                if at_boundary:
+                    await send({"type": "http.response.body", "body": KEEP_ALIVE_COMMENT, "more_body": True})
+                continue
             if chunk is None:
                 return
+            silent = 0.0
+            if self.rewrite is not None:
+                chunk = self.rewrite.feed(chunk)
+                if not chunk:
+                    continue
             tail = (tail + chunk)[-4:]
             at_boundary = tail.endswith((b"\n\n", b"\r\n\r\n", b"\r\r"))
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-
-async def _until_disconnect(relay: Awaitable[None], receive: Receive) -> None:
-    """Run the relay until it ends or the client disconnects, whichever is first.
-
-    By the time a response streams, the request body has gone up, so the only
-    message left to receive is the disconnect.
-    """
-    relay_task = asyncio.ensure_future(relay)
-    watch_task = asyncio.ensure_future(_wait_for_disconnect(receive))
-    try:
-        done, _ = await asyncio.wait((relay_task, watch_task), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (relay_task, watch_task):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(relay_task, watch_task, return_exceptions=True)
-    if relay_task in done:
-        relay_task.result()
-    else:
-        logger.debug("client disconnected from an event stream")
-
-
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            return

@@ -1,0 +1,209 @@
+"""The upstream transport against raw HTTP/1.1 servers that misbehave on cue."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import httpx
+import pytest
+
+from shared.transport import PooledTransport
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+
+
+class RawServer:
+    """An asyncio TCP server whose per-connection behaviour a test scripts."""
+
+    def __init__(self, handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> "RawServer":
+        async def on_connect(reader, writer):
+            self.connections += 1
+            try:
+                await self.handler(self.connections, reader, writer)
+            finally:
+                writer.close()
+
+        self.server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/mcp"
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    body = b""
+    lower = head.lower()
+    if b"content-length:" in lower:
+        length = int(lower.split(b"content-length:")[1].split(b"\r\n")[0])
+        body = await reader.readexactly(length)
+    elif b"transfer-encoding: chunked" in lower:
+        while True:
+            size = int((await reader.readline()).strip(), 16)
+            data = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            body += data[:-2]
+    return head, body
+
+
+async def fetch(transport: PooledTransport, url: str, content=None, method="POST") -> tuple[httpx.Response, bytes]:
+    request = httpx.Request(method, url, content=content)
+    response = await transport.handle_async_request(request)
+    body = b"".join([chunk async for chunk in response.stream])
+    await response.stream.aclose()
+    return response, body
+
+
+async def test_connections_are_kept_alive_and_reused():
+    async def serve(n, reader, writer):
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(OK)
+            await writer.drain()
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        for _ in range(5):
+            response, body = await fetch(transport, server.url, b"{}")
+            assert response.status_code == 200 and body == b"ok"
+        await transport.aclose()
+    assert server.connections == 1
+
+
+async def test_a_pooled_connection_closed_by_the_backend_is_retried_on_a_fresh_one():
+    async def serve(n, reader, writer):
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+        if n == 1:
+            await read_request(reader)  # the second request arrives on a connection about to die
+            return  # closed without a byte of response: the keep-alive race
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(OK)
+            await writer.drain()
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        assert (await fetch(transport, server.url, b'{"id":1}'))[1] == b"ok"
+        assert (await fetch(transport, server.url, b'{"id":2}'))[1] == b"ok"
+        await transport.aclose()
+    assert server.connections == 2
+
+
+async def test_no_retry_once_the_backend_started_answering():
+    async def serve(n, reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Le")
+        await writer.drain()
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        with pytest.raises(httpx.TransportError):
+            await fetch(transport, server.url, b"{}")
+        await transport.aclose()
+    assert server.connections == 1
+
+
+async def test_bodies_stream_both_ways_intact_chunked_and_sized():
+    received: list[bytes] = []
+    big = bytes(range(256)) * 20_000  # ~5 MB, beyond the read buffer's high-water mark
+
+    async def serve(n, reader, writer):
+        while True:
+            try:
+                _, body = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            received.append(body)
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for i in range(0, len(big), 65536):
+                piece = big[i : i + 65536]
+                writer.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    async def upload():
+        for i in range(10):
+            yield f"part {i};".encode()
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        response, body = await fetch(transport, server.url, upload())
+        assert hashlib.sha256(body).digest() == hashlib.sha256(big).digest()
+        response, body = await fetch(transport, server.url, b"x" * 100_000)
+        assert len(body) == len(big)
+        await transport.aclose()
+    assert received == [b"".join(f"part {i};".encode() for i in range(10)), b"x" * 100_000]
+
+
+async def test_a_read_timeout_leaves_the_stream_readable():
+    release = asyncio.Event()
+
+    async def serve(n, reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await writer.drain()
+        await release.wait()
+        writer.write(b"6\r\ndata:x\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        response = await transport.handle_async_request(httpx.Request("GET", server.url))
+        with pytest.raises(TimeoutError):
+            await response.stream.read(0.05)
+        release.set()
+        assert await response.stream.read(5) == b"data:x"
+        assert await response.stream.read(5) is None
+        await response.stream.aclose()
+        await transport.aclose()
+
+
+async def test_refused_connection_is_a_connect_error():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    transport = PooledTransport()
+    with pytest.raises(httpx.ConnectError):
+        await transport.handle_async_request(httpx.Request("GET", f"http://127.0.0.1:{port}/"))
+
+
+async def test_https_backends_through_the_gateway_with_a_private_ca(start_server, start_gateway, emulator_pki):
+    from backends.recorder import RecordingBackend
+    from emulators.server import BackgroundServer
+    from helpers import anonymous, gateway_config
+
+    recorder = RecordingBackend()
+    backend = BackgroundServer(recorder, pki=emulator_pki).start()
+    try:
+        base = start_gateway(gateway_config({"tls": anonymous(f"{backend.base_url}/mcp")}, caBundle=emulator_pki.ca_path))
+        untrusted = start_gateway(gateway_config({"tls": anonymous(f"{backend.base_url}/mcp")}))
+        async with httpx.AsyncClient(timeout=10) as client:
+            ok = await client.post(f"{base}/mcp/tls", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            refused = await client.post(f"{untrusted}/mcp/tls", json={"jsonrpc": "2.0", "id": 2, "method": "ping"})
+        assert ok.status_code == 200 and len(recorder.requests) == 1
+        assert refused.status_code == 502 and refused.json()["id"] == 2
+    finally:
+        backend.stop()
