@@ -68,10 +68,23 @@ class Gateway:
             name: INBOUND_CREDENTIAL_HEADERS | self.inbound.credential_headers(server) | self.outbound.credential_headers(server)
             for name, server in config.servers.items()
         }
+        self._routes = self._known_routes()
+        self._server_urls = {name: httpx.URL(server.url) for name, server in config.servers.items()}
         self._dropped_query = {
             name: _CREDENTIAL_QUERY_PARAMS | self.inbound.credential_query_params(server)
             for name, server in config.servers.items()
         }
+
+    def _known_routes(self) -> dict[str, Route]:
+        """Every valid path, resolved once: the hot path is one dict lookup."""
+        routes = {"/healthz": Route("health")}
+        for name, server in self.config.servers.items():
+            if server.transport == "sse":
+                routes[f"/mcp/{name}/sse"] = Route("sse", server)
+                routes[f"/mcp/{name}/message"] = Route("message", server)
+            else:
+                routes[f"/mcp/{name}"] = Route("mcp", server)
+        return routes
 
     def _identity_client(self) -> httpx.AsyncClient:
         """HTTPS to identity providers, created in the running loop on first use."""
@@ -121,11 +134,11 @@ class Gateway:
         try:
             self.guard.check_host(request.headers.get("host"))
             self.guard.check_origin(request.headers.get("origin"))
-            route = self._resolve(request.url.path)
+            route = self._routes.get(request.scope["path"]) or self._resolve(request.scope["path"])
             if request.method == "OPTIONS" and route.kind != "health":
                 return self.cors.preflight(request)
             if request.method not in _METHODS[route.kind]:
-                raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+                raise MethodNotAllowed(f"{request.method} is not allowed on {request.scope['path']}")
             if route.kind == "health":
                 return JSONResponse({"status": "ok", "version": __version__})
             if route.kind == "metadata":
@@ -143,7 +156,7 @@ class Gateway:
             access_log.info(
                 "%s %s server=%s status=%s ms=%.1f",
                 request.method,
-                request.url.path,
+                request.scope["path"],
                 route.server.name if route and route.server else "-",
                 response.status_code,
                 (time.perf_counter() - started) * 1000,
@@ -206,12 +219,14 @@ class Gateway:
         if route.kind == "message":
             url = self.message_endpoints.upstream_url(server, query)
         else:
-            url = f"{server.url}?{query.decode('latin-1')}" if query else server.url
+            url = self._server_urls[server.name]
+            if query:
+                url = url.copy_with(query=query)
         client = request.scope.get("client")
         headers = upstream_headers(
             request.scope["headers"],
             client_ip=client[0] if client else "unknown",
-            scheme=request.url.scheme,
+            scheme=request.scope.get("scheme", "http"),
             dropped=self._dropped_headers[server.name],
             extra=server.headers,
         )

@@ -9,6 +9,7 @@ untouched because nothing here names them.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Iterable, Sequence
 
@@ -54,7 +55,14 @@ def _connection_tokens(headers: RawHeaders) -> frozenset[bytes]:
 
 def new_traceparent() -> bytes:
     """A fresh W3C traceparent, so the backend's logs can be joined to ours."""
-    return b"00-" + os.urandom(16).hex().encode() + b"-" + os.urandom(8).hex().encode() + b"-01"
+    ids = os.urandom(24).hex().encode()
+    return b"00-" + ids[:32] + b"-" + ids[32:] + b"-01"
+
+
+@functools.lru_cache(maxsize=256)
+def _dropped_up(dropped: frozenset[bytes]) -> frozenset[bytes]:
+    """Everything never forwarded up, for one server's credential names (computed once)."""
+    return _HOP_BY_HOP | _REPLACED_UP | _CHECKED_HERE | dropped
 
 
 def upstream_headers(
@@ -66,7 +74,8 @@ def upstream_headers(
     extra: Iterable[tuple[str, str]] = (),
 ) -> list[tuple[bytes, bytes]]:
     """Headers for the backend request; `dropped` holds lower-case names never forwarded."""
-    drop = _HOP_BY_HOP | _REPLACED_UP | _CHECKED_HERE | dropped | _connection_tokens(inbound)
+    tokens = _connection_tokens(inbound)
+    drop = _dropped_up(dropped) | tokens if tokens else _dropped_up(dropped)
     out: list[tuple[bytes, bytes]] = []
     host = b""
     forwarded_for = b""

@@ -57,7 +57,7 @@ async def open_upstream(
     server: ServerConfig,
     *,
     method: str,
-    url: str,
+    url: httpx.URL | str,
     headers: RawHeaders,
     content: AsyncIterable[bytes] | None,
 ) -> httpx.Response:

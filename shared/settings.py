@@ -33,6 +33,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Log level of the gateway's own loggers (DEBUG, INFO, WARNING, ERROR). Default INFO.",
     ),
     Setting(
+        "MCP_GATEWAY_ACCESS_LOG",
+        "optional",
+        "'true' writes one line per request (method, path, server, status, ms). Default off: on Azure the "
+        "Functions host already records every request, and the line costs tens of microseconds.",
+    ),
+    Setting(
         "MCP_GATEWAY_KEY_VAULT_URL",
         "bicep",
         "Default Key Vault (https://NAME.vault.azure.net/) for secret references that name no vault.",

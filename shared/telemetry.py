@@ -16,6 +16,8 @@ def configure_logging(environ: Mapping[str, str] | None = None) -> None:
         level = "INFO"
     root = logging.getLogger("shared")
     root.setLevel(level)
+    access = (env("MCP_GATEWAY_ACCESS_LOG", environ) or "").lower() in ("1", "true", "on", "yes")
+    logging.getLogger("shared.access").setLevel(logging.INFO if access else logging.WARNING)
     if not root.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))

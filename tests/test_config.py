@@ -144,3 +144,21 @@ def test_relative_config_path_is_resolved_against_the_app_root(tmp_path, monkeyp
     monkeypatch.chdir("/")
     config = load_config_from_env({"MCP_GATEWAY_CONFIG": "gateway.json"}, base_dir=tmp_path)
     assert set(config.servers) == {"docs"}
+
+
+def test_access_log_is_off_unless_asked_for():
+    import logging
+
+    from shared.telemetry import configure_logging
+
+    access, root = logging.getLogger("shared.access"), logging.getLogger("shared")
+    saved = (root.handlers[:], root.propagate, root.level)
+    try:
+        configure_logging({})
+        assert not access.isEnabledFor(logging.INFO)
+        configure_logging({"MCP_GATEWAY_ACCESS_LOG": "true"})
+        assert access.isEnabledFor(logging.INFO)
+    finally:
+        access.setLevel(logging.NOTSET)
+        root.handlers[:], root.propagate = saved[0], saved[1]
+        root.setLevel(saved[2])
