@@ -169,12 +169,21 @@ def test_sse_resumability_at_2025_11_25(fixture_server):
         assert not any('"id":1' in e.get("data", "") for e in posted), "result arrived before the stream closed"
 
         last_id = [e["id"] for e in posted if "id" in e][-1]
-        headers = {"Accept": "text/event-stream", **session, "last-event-id": last_id}
         result = None
-        with client.stream("GET", url, headers=headers) as resp:
-            assert resp.status_code == 200
-            for event in _sse_events(resp.iter_lines()):
-                if '"id":1' in event.get("data", ""):
-                    result = event["data"]
-                    break
+        # Like a client honouring `retry`: if the tool had not finished when the
+        # replay ran, the result is only in the store by the next reconnection.
+        for _ in range(20):
+            headers = {"Accept": "text/event-stream", **session, "last-event-id": last_id}
+            try:
+                with client.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=1.0)) as resp:
+                    assert resp.status_code == 200
+                    for event in _sse_events(resp.iter_lines()):
+                        last_id = event.get("id", last_id)
+                        if '"id":1' in event.get("data", ""):
+                            result = event["data"]
+                            break
+            except httpx.ReadTimeout:
+                continue
+            if result is not None:
+                break
         assert result is not None and "Reconnection test completed" in result
