@@ -64,12 +64,15 @@ class Gateway:
         self.secrets = SecretStore(config.gateway, environ=environ)
         self.inbound = InboundAuthenticator(config, secrets=self.secrets, http=self._identity_client)
         self.outbound = BackendCredentials(config, secrets=self.secrets, environ=environ)
-        self._dropped_headers = {
-            name: INBOUND_CREDENTIAL_HEADERS | self.inbound.credential_headers(server) | self.outbound.credential_headers(server)
-            for name, server in config.servers.items()
-        }
+        # Per-server facts the hot path needs, worked out once.
         self._routes = self._known_routes()
         self._server_urls = {name: httpx.URL(server.url) for name, server in config.servers.items()}
+        self._dropped_headers = {
+            name: INBOUND_CREDENTIAL_HEADERS
+            | self.inbound.credential_headers(server)
+            | self.outbound.credential_headers(server)
+            for name, server in config.servers.items()
+        }
         self._dropped_query = {
             name: _CREDENTIAL_QUERY_PARAMS | self.inbound.credential_query_params(server)
             for name, server in config.servers.items()
