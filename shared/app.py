@@ -23,7 +23,7 @@ from .config import GatewayConfig, ServerConfig
 from .cors import CorsHandler
 from .errors import NO_ID, GatewayError, MethodNotAllowed, UnknownServer, error_response
 from .guard import HostGuard
-from .headers import INBOUND_CREDENTIAL_HEADERS, strip_query_params, upstream_headers
+from .headers import INBOUND_CREDENTIAL_HEADERS, get_header, strip_query_params, upstream_headers
 from .httpclient import https_client
 from .inbound import Caller, InboundAuthenticator
 from .inbound.metadata import PRM_PREFIX
@@ -135,8 +135,8 @@ class Gateway:
         body: RequestBody | None = None
         route: Route | None = None
         try:
-            self.guard.check_host(request.headers.get("host"))
-            self.guard.check_origin(request.headers.get("origin"))
+            self.guard.check_host(get_header(request.scope, b"host"))
+            self.guard.check_origin(get_header(request.scope, b"origin"))
             route = self._routes.get(request.scope["path"]) or self._resolve(request.scope["path"])
             if request.method == "OPTIONS" and route.kind != "health":
                 return self.cors.preflight(request)
@@ -208,7 +208,7 @@ class Gateway:
     def _request_body(self, request: Request) -> RequestBody | None:
         if request.method in ("GET", "DELETE", "HEAD"):
             return None
-        length = request.headers.get("content-length")
+        length = get_header(request.scope, b"content-length")
         return RequestBody(
             request.stream(),
             limit=self.config.gateway.max_body_bytes,

@@ -6,7 +6,7 @@ the gateway must check what the browser sent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
 
@@ -15,6 +15,7 @@ from .errors import HostNotAllowed, OriginNotAllowed
 from .settings import env
 
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
+_ACCEPTED_MEMORY = 256
 
 
 def _split_host(host: str) -> tuple[str, str]:
@@ -43,6 +44,8 @@ def _host_matches(pattern: str, name: str, port: str) -> bool:
 class HostGuard:
     allowed_hosts: tuple[str, ...]
     allowed_origins: tuple[str, ...]
+    _accepted: set[str] = field(default_factory=set, compare=False, repr=False)
+    """Host values already accepted: real traffic uses a handful, so the check is one lookup."""
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings, environ: Mapping[str, str] | None = None) -> "HostGuard":
@@ -54,11 +57,15 @@ class HostGuard:
         return cls(tuple(hosts), tuple(o.rstrip("/").lower() for o in origins))
 
     def check_host(self, host: str | None) -> None:
+        if host in self._accepted:
+            return
         if not host:
             raise HostNotAllowed("missing Host header")
         name, port = _split_host(host)
         if not any(_host_matches(p, name, port) for p in self.allowed_hosts):
             raise HostNotAllowed(f"host {name!r} is not served by this gateway")
+        if len(self._accepted) < _ACCEPTED_MEMORY:
+            self._accepted.add(host)
 
     def check_origin(self, origin: str | None) -> None:
         """No Origin means no browser: nothing to check."""

@@ -13,6 +13,8 @@ import functools
 import random
 from typing import Iterable, Sequence
 
+from starlette.types import Scope
+
 from .config import HOP_BY_HOP
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
@@ -118,6 +120,23 @@ def upstream_headers(
 def downstream_headers(upstream: RawHeaders) -> list[tuple[bytes, bytes]]:
     drop = _DROPPED_DOWN | _connection_tokens(upstream)
     return [(name.lower(), value) for name, value in upstream if name.lower() not in drop]
+
+
+def header_map(scope: Scope) -> dict[bytes, bytes]:
+    """The request's headers by lower-case name, built once per request.
+
+    Starlette's Headers scans the whole list on every lookup; the pipeline looks
+    up half a dozen names, so one dict is cheaper. ASGI servers send names lower-case.
+    """
+    cached = scope.get("mcp_gateway.headers")
+    if cached is None:
+        cached = scope["mcp_gateway.headers"] = dict(scope["headers"])
+    return cached
+
+
+def get_header(scope: Scope, name: bytes) -> str | None:
+    value = header_map(scope).get(name)
+    return value.decode("latin-1") if value is not None else None
 
 
 def strip_query_params(query: bytes, names: frozenset[bytes]) -> bytes:

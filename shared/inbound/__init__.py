@@ -18,6 +18,7 @@ from starlette.requests import Request
 from ..config import GatewayConfig, ServerConfig
 from ..config.inbound import InboundAuth, Subscription
 from ..errors import Forbidden, GatewayError, Unauthorized
+from ..headers import get_header
 from .caller import ANONYMOUS, Caller
 from .jwks import JwksCache
 from .keys import SecretSource, SubscriptionKeys
@@ -113,11 +114,11 @@ class InboundAuthenticator:
         assert auth is not None
         validator = self._validators[server.name]
         token = _presented_token(request, auth)
-        base = public_base_url(request, self.config.gateway)
         settings = validator.settings
         rules = validator.rules
 
         def challenge(error: str | None, description: str | None) -> dict[str, str]:
+            base = public_base_url(request, self.config.gateway)  # only failures need it
             return {"www-authenticate": bearer_challenge(base, server, settings, error, description)}
 
         if token is None:
@@ -182,7 +183,7 @@ def _credential_params(auth: InboundAuth) -> list[str]:
 def _presented_key(request: Request, auth: InboundAuth) -> str | None:
     settings = auth.subscription_key
     assert settings is not None
-    value = request.headers.get(settings.header_name)
+    value = get_header(request.scope, settings.header_name.lower().encode())
     if value is None and settings.query_parameter_name:
         value = request.query_params.get(settings.query_parameter_name)
     return value or None
@@ -191,7 +192,7 @@ def _presented_key(request: Request, auth: InboundAuth) -> str | None:
 def _presented_token(request: Request, auth: InboundAuth) -> str | None:
     rules = auth.token_rules
     assert rules is not None
-    value = request.headers.get(rules.header_name)
+    value = get_header(request.scope, rules.header_name.lower().encode())
     if value is not None:
         scheme, _, credentials = value.strip().partition(" ")
         if scheme.lower() == "bearer":

@@ -16,8 +16,8 @@ def public_base_url(request: Request, settings: GatewaySettings) -> str:
     """scheme://host as the client sees the gateway (Host has passed the guard by now)."""
     if settings.public_base_url:
         return settings.public_base_url.rstrip("/")
-    proto = request.headers.get("x-forwarded-proto", request.url.scheme).split(",")[0].strip()
-    return f"{proto}://{request.headers.get('host', request.url.netloc)}"
+    proto = request.headers.get("x-forwarded-proto") or request.scope.get("scheme", "http")
+    return f"{proto.split(',')[0].strip()}://{request.headers.get('host') or request.url.netloc}"
 
 
 def resource_url(base: str, server: ServerConfig) -> str:
