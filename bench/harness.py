@@ -11,6 +11,7 @@ import asyncio
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -19,7 +20,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -92,6 +93,7 @@ class Target:
     url_for: Callable[[Route], str]
     proxy: "Process | None" = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    credential_headers: tuple[str, ...] = ()  # verify(): without any of these, the answer must be 401
 
 
 # -- processes --------------------------------------------------------------------------
@@ -119,13 +121,21 @@ def can_pin() -> bool:
 class Process:
     """A child process with its output in a log file, stopped by its own pid."""
 
-    def __init__(self, name: str, argv: list[str], *, port: int, log_dir: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, argv: list[str], *, port: int, log_dir: Path, env: Mapping[str, str | None] | None = None
+    ) -> None:
         self.name = name
         self.port = port
         self.log_path = log_dir / f"{name.replace(':', '-')}.log"
         self._log = open(self.log_path, "wb")
+        environ = {**os.environ, **(env or {})}
         self.popen = subprocess.Popen(
-            argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+            argv,
+            cwd=ROOT,
+            env={k: v for k, v in environ.items() if v is not None},  # None (JSON null): unset
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self.pid = self.popen.pid
 
@@ -217,28 +227,52 @@ def nginx_conf(tmp: Path, port: int, backend_ports: Mapping[str, int]) -> str:
 class Variant:
     """A gateway configuration to benchmark, from bench/variants/<name>.json.
 
-    server:          merged into every generated server entry (e.g. inbound auth)
-    gateway:         the config's "gateway" section
-    env:             environment of the gateway process
-    request_headers: headers every client adds when it calls this variant
-    command:         argv that serves the gateway, before --config/--port/--host
-                     (default: python -m shared serve; a prototype may replace it)
+    server:             merged into every generated server entry (e.g. inbound auth, outbound)
+    gateway:            the config's "gateway" section
+    subscriptions:      the config's "subscriptions" section (subscription keys)
+    env:                environment of the gateway process (null removes a variable)
+    request_headers:    headers every client adds when it calls this variant
+    credential_headers: names in request_headers the gateway must require: verify() checks
+                        that a request without them (all, and each one) gets 401
+    setup:              what the harness starts first; {"azureEmulators": {...}} starts the
+                        Entra and managed identity emulators (bench/azure_emulators.py), whose
+                        values fill {placeholders} in server, gateway, subscriptions, env and
+                        request_headers
+    targets:            issue 6's targets for this variant (defaults: the anonymous ones)
+    command:            argv that serves the gateway, before --config/--port/--host
+                        (default: python -m shared serve; a prototype may replace it)
     """
 
     name: str
     description: str
     server: Mapping[str, Any]
     gateway: Mapping[str, Any]
-    env: Mapping[str, str]
+    env: Mapping[str, str | None]
     request_headers: Mapping[str, str]
     command: tuple[str, ...] = ()
+    subscriptions: Mapping[str, Any] = field(default_factory=dict)
+    credential_headers: tuple[str, ...] = ()
+    setup: Mapping[str, Any] = field(default_factory=dict)
+    targets: Mapping[str, float] = field(default_factory=dict)
+
+    FIELDS = {
+        "description", "server", "gateway", "subscriptions", "env", "requestHeaders", "credentialHeaders",
+        "setup", "targets", "command",
+    }
+    SETUPS = {"azureEmulators"}
 
     @classmethod
     def load(cls, path: Path) -> "Variant":
         doc = json.loads(path.read_text())
-        unknown = set(doc) - {"description", "server", "gateway", "env", "requestHeaders", "command"}
+        unknown = set(doc) - cls.FIELDS
         if unknown:
             raise BenchError(f"{path}: unknown field(s) {sorted(unknown)}")
+        unknown = set(doc.get("setup", {})) - cls.SETUPS
+        if unknown:
+            raise BenchError(f"{path}: unknown setup(s) {sorted(unknown)}; known: {sorted(cls.SETUPS)}")
+        missing = [h for h in doc.get("credentialHeaders", ()) if h not in doc.get("requestHeaders", {})]
+        if missing:
+            raise BenchError(f"{path}: credentialHeaders {missing} are not in requestHeaders")
         return cls(
             name=path.stem,
             description=doc.get("description", ""),
@@ -247,6 +281,36 @@ class Variant:
             env=doc.get("env", {}),
             request_headers=doc.get("requestHeaders", {}),
             command=tuple(doc.get("command", ())),
+            subscriptions=doc.get("subscriptions", {}),
+            credential_headers=tuple(doc.get("credentialHeaders", ())),
+            setup=doc.get("setup", {}),
+            targets=doc.get("targets", {}),
+        )
+
+    def resolve(self, values: Mapping[str, str]) -> "Variant":
+        """The variant with every {name} of `values` replaced in its strings; an unknown one fails."""
+
+        def fill(value: Any) -> Any:
+            if isinstance(value, str):
+                for key, replacement in values.items():
+                    value = value.replace("{" + key + "}", replacement)
+                left = re.findall(r"\{[A-Za-z][A-Za-z0-9]*\}", value)
+                if left:
+                    raise BenchError(f"variant {self.name}: no value for {', '.join(left)} (setup: {sorted(self.setup) or 'none'})")
+                return value
+            if isinstance(value, Mapping):
+                return {k: fill(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [fill(v) for v in value]
+            return value
+
+        return replace(
+            self,
+            server=fill(self.server),
+            gateway=fill(self.gateway),
+            subscriptions=fill(self.subscriptions),
+            env=fill(self.env),
+            request_headers=fill(self.request_headers),
         )
 
     def config(self, backend_ports: Mapping[str, int]) -> dict[str, Any]:
@@ -254,7 +318,10 @@ class Variant:
             route.name: {"url": f"http://127.0.0.1:{backend_ports[route.process]}{route.path}", **self.server}
             for route in ROUTES.values()
         }
-        return {"servers": servers, "gateway": dict(self.gateway)}
+        document: dict[str, Any] = {"servers": servers, "gateway": dict(self.gateway)}
+        if self.subscriptions:
+            document["subscriptions"] = dict(self.subscriptions)
+        return document
 
 
 def find_variants(names: Iterable[str]) -> list[Variant]:
@@ -303,6 +370,24 @@ class Setup:
         self.processes: dict[str, Process] = {}
         self.targets: list[Target] = []
         self.pinned = False
+        self.azure: Any = None  # AzureEmulators, when a variant's setup asks for them
+
+    def start_azure_emulators(self) -> Any:
+        """Entra + managed identity emulators in threads of this process (once, shared by all variants)."""
+        if self.azure is None:
+            try:  # needs tests/emulators and the test dependencies (trustme): imported only when asked
+                from azure_emulators import AzureEmulators
+            except ImportError as exc:
+                raise BenchError(f"the Azure emulators need the test dependencies (pip install -r requirements-dev.txt): {exc}") from None
+
+            self.azure = self.stack.enter_context(AzureEmulators(self.tmp / "pki"))
+        return self.azure
+
+    def _resolve(self, variant: Variant) -> Variant:
+        values: dict[str, str] = {}
+        if "azureEmulators" in variant.setup:
+            values.update(self.start_azure_emulators().placeholders(variant.setup["azureEmulators"]))
+        return variant.resolve(values)
 
     def __enter__(self) -> "Setup":
         try:
@@ -315,7 +400,7 @@ class Setup:
     def __exit__(self, *exc: object) -> None:
         self.stack.close()
 
-    def _spawn(self, name: str, argv: list[str], port: int, env: Mapping[str, str] | None = None) -> Process:
+    def _spawn(self, name: str, argv: list[str], port: int, env: Mapping[str, str | None] | None = None) -> Process:
         process = Process(name, argv, port=port, log_dir=self.tmp, env=env)
         self.stack.callback(process.stop)
         self.processes[name] = process
@@ -338,6 +423,7 @@ class Setup:
         conf = self.tmp / "nginx.conf"
         conf.write_text(nginx_conf(self.tmp, nginx_port, backend_ports))
         nginx = self._spawn("nginx", [_which("nginx") or "nginx", "-p", str(self.tmp), "-e", str(self.tmp / "nginx-error.log"), "-c", str(conf)], nginx_port)
+        self.variants = [self._resolve(v) for v in self.variants]
         gateways = []
         for variant in self.variants:
             config = self.tmp / f"gateway-{variant.name}.json"
@@ -350,11 +436,12 @@ class Setup:
         deadline = time.monotonic() + 60
         for process in self.processes.values():
             process.wait_listening(deadline)
-        # Start-up runs on both cores (it is not measured); the runs are pinned.
+        # Start-up runs on both cores (it is not measured); the runs are pinned. Every thread of
+        # this process goes to the load core, the emulators' server threads included.
         if can_pin():
             for process in self.processes.values():
                 pin(process.pid, SERVER_CORE)
-            os.sched_setaffinity(0, {LOAD_CORE})
+            pin(os.getpid(), LOAD_CORE)
             self.pinned = True
 
         self.backend_ports = backend_ports
@@ -367,6 +454,7 @@ class Setup:
                     lambda r, p=process.port: f"http://127.0.0.1:{p}/mcp/{r.name}",
                     proxy=process,
                     headers=variant.request_headers,
+                    credential_headers=variant.credential_headers,
                 )
             )
 
@@ -442,20 +530,48 @@ def connect(url: str) -> tuple[http.client.HTTPConnection, str]:
 
 
 def verify(setup: Setup) -> None:
-    """Every target answers every route with a real result before anything is timed."""
+    """Every target answers every route with a real result before anything is timed; a target
+    with credential headers refuses (401) a request that lacks any of them."""
     for target in setup.targets:
         for route in ROUTES.values():
             sse_probe = route.name == "raw-sse"
             tool = "progress_then_result" if sse_probe else "add"
             body, headers = tools_call(tool, progress_token="p" if sse_probe else None)
-            conn, path = connect(target.url_for(route))
-            try:
-                ex = exchange(conn, path, body, {**headers, **target.headers})
-            except (OSError, http.client.HTTPException) as exc:
-                raise BenchError(f"{target.name} -> {route.name}: {type(exc).__name__}: {exc}") from None
-            finally:
-                conn.close()
+            ex = _post(target, route, body, {**headers, **target.headers})
             check_result(ex, what=f"{target.name} -> {route.name}", expect_progress_first=sse_probe)
+        verify_credentials_required(target)
+    if setup.azure is not None:
+        used = setup.azure.requests_total()
+        if not used["entra_jwks_fetches"] or not used["mi_token_requests"]:
+            raise BenchError(f"the gateway did not use the emulated Entra JWKS and managed identity: {used}")
+
+
+def verify_credentials_required(target: Target) -> None:
+    """Without all its credentials, and without each one, a request through `target` gets 401."""
+    if not target.credential_headers:
+        return
+    wanted = {h.lower() for h in target.credential_headers}
+    cases = [("none of " + ", ".join(target.credential_headers), wanted)]
+    cases += [(f"no {h}", {h.lower()}) for h in target.credential_headers] if len(wanted) > 1 else []
+    body, headers = tools_call("add")
+    for route in (ROUTES["raw"], ROUTES["sdk-json"]):
+        for label, dropped in cases:
+            sent = {k: v for k, v in {**headers, **target.headers}.items() if k.lower() not in dropped}
+            ex = _post(target, route, body, sent)
+            if ex.status != 401:
+                raise BenchError(
+                    f"{target.name} -> {route.name} with {label}: expected 401, got HTTP {ex.status} {ex.body[:300]!r}"
+                )
+
+
+def _post(target: Target, route: Route, body: bytes, headers: Mapping[str, str]) -> Exchange:
+    conn, path = connect(target.url_for(route))
+    try:
+        return exchange(conn, path, body, headers)
+    except (OSError, http.client.HTTPException) as exc:
+        raise BenchError(f"{target.name} -> {route.name}: {type(exc).__name__}: {exc}") from None
+    finally:
+        conn.close()
 
 
 # -- wrk ----------------------------------------------------------------------------------
@@ -544,8 +660,10 @@ def run_wrk(setup: Setup, target: Target, route: Route, *, connections: int, sec
         raise BenchError(f"wrk failed on {target.name} -> {route.name} ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     errors = {k: v for k, v in stats.items() if (k.endswith("_errors") or k in ("timeouts", "bad_status", "bad_body")) and v}
     if errors or stats["requests"] == 0:
+        logs = f"\n{target.proxy.name} log:\n{target.proxy.log_tail()}" if target.proxy else ""
         raise BenchError(
             f"{target.name} -> {route.name} at c={connections}: errors {errors or 'no requests'}; first bad answer: {example!r}"
+            f"\nwrk: {done.stdout.strip()[-1500:]}{logs}\n{backend.name} log:\n{backend.log_tail(10)}"
         )
     n = stats["requests"]
     return LoadResult(

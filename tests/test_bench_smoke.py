@@ -1,8 +1,10 @@
 """The benchmark keeps working: bench/run.py --quick end to end (a ~10 s smoke).
 
 No timing is asserted here (issue 6): the smoke only proves that every process
-starts, every target (direct, nginx, each gateway variant) answers every backend
-with a real JSON-RPC result, and the report is produced.
+starts (the Entra and managed identity emulators included), every target (direct,
+nginx, each gateway variant: anonymous and full-auth) answers every backend with a
+real JSON-RPC result, the full-auth variant refuses a request without its key or
+token (401), and the report is produced, with the JWT validation cost.
 """
 
 from __future__ import annotations
@@ -40,12 +42,18 @@ def test_quick_bench_checks_every_target_and_prints_the_table(tmp_path: Path) ->
 
     assert done.returncode == 0, f"bench/run.py --quick failed:\n{done.stderr[-4000:]}"
     assert "verified: every target answers every backend" in done.stderr
-    for heading in ("### Load:", "### SSE: time to the first event", "### Idle GET SSE streams"):
+    assert "verified: gateway variants with credentials answer 401 without them" in done.stderr
+    for heading in ("### Load:", "### SSE: time to the first event", "### Idle GET SSE streams", "### Inbound JWT validation"):
         assert heading in done.stdout
-    for target in ("direct", "nginx", "gateway:anonymous"):
+    gateways = {"gateway:anonymous", "gateway:full-auth"}
+    for target in ("direct", "nginx", *gateways):
         assert f"| raw | {target} |" in done.stdout
     [results] = tmp_path.glob("*-quick.json")
     document = json.loads(results.read_text())
-    assert {run["target"] for run in document["load_runs"]} == {"direct", "nginx", "gateway:anonymous"}
+    assert {run["target"] for run in document["load_runs"]} == {"direct", "nginx", *gateways}
     assert all(run["requests"] > 0 for run in document["load_runs"])
-    assert set(document["idle_streams"]) == {"nginx", "gateway:anonymous"}
+    assert set(document["idle_streams"]) == {"nginx", *gateways}
+    jwt = document["jwt_validation"]
+    assert jwt["cold"]["calls"] > 0 and jwt["cached"]["calls"] > 0
+    # the gateway called the emulated tenant and identity endpoint while warming up
+    assert document["emulator_requests"]["after_verify"]["mi_token_requests"] >= 1
