@@ -2,7 +2,7 @@
 
 A pure-ASGI forwarder with none of the gateway's checks: route by name, drop
 hop-by-hop headers, add X-Forwarded-For, stream the body up and the response down
-through FastTransport called directly (no httpx.AsyncClient layer). What the real
+through the gateway's own transport (shared/transport.py) called directly. What the real
 gateway costs above this is the price of its own pipeline.
 
     python bench/prototypes/minimal_proxy.py --config FILE --port N --host H
@@ -18,15 +18,15 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fast_transport import FastTransport  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from shared.transport import PooledTransport  # noqa: E402
 
 _DROP = frozenset({b"host", b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"proxy-connection", b"trailer"})
 
 
 def build(config: dict):
     servers = {f"/mcp/{name}": server["url"] for name, server in config["servers"].items()}
-    transport = FastTransport()
+    transport = PooledTransport()
 
     async def app(scope, receive, send):
         if scope["type"] != "http":
