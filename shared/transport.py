@@ -43,7 +43,6 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.error: Exception | None = None
         self.idle_since = 0.0
-        self.response_started = False
         self._waiter: asyncio.Future[bool] | None = None
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None

@@ -66,15 +66,20 @@ async def fetch(transport: PooledTransport, url: str, content=None, method="POST
     return response, body
 
 
+async def answer_ok_until_closed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A well-behaved keep-alive server: every request gets OK until the client leaves."""
+    while True:
+        try:
+            await read_request(reader)
+        except asyncio.IncompleteReadError:
+            return
+        writer.write(OK)
+        await writer.drain()
+
+
 async def test_connections_are_kept_alive_and_reused():
     async def serve(n, reader, writer):
-        while True:
-            try:
-                await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
-            writer.write(OK)
-            await writer.drain()
+        await answer_ok_until_closed(reader, writer)
 
     async with RawServer(serve) as server:
         transport = PooledTransport()
@@ -93,13 +98,7 @@ async def test_a_pooled_connection_closed_by_the_backend_is_retried_on_a_fresh_o
         if n == 1:
             await read_request(reader)  # the second request arrives on a connection about to die
             return  # closed without a byte of response: the keep-alive race
-        while True:
-            try:
-                await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
-            writer.write(OK)
-            await writer.drain()
+        await answer_ok_until_closed(reader, writer)
 
     async with RawServer(serve) as server:
         transport = PooledTransport()
