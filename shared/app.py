@@ -29,7 +29,7 @@ from .inbound import Caller, InboundAuthenticator
 from .inbound.metadata import PRM_PREFIX
 from .legacy_sse import MessageEndpoints
 from .outbound import BackendCredentials
-from .proxy import ProxyResponse, UpstreamClient, open_upstream
+from .proxy import ProxyResponse, UpstreamClient, UpstreamTarget, open_upstream
 from .secrets import SecretStore
 
 logger = logging.getLogger("shared.app")
@@ -66,7 +66,7 @@ class Gateway:
         self.outbound = BackendCredentials(config, secrets=self.secrets, environ=environ)
         # Per-server facts the hot path needs, worked out once.
         self._routes = self._known_routes()
-        self._server_urls = {name: httpx.URL(server.url) for name, server in config.servers.items()}
+        self._targets = {name: UpstreamTarget.parse(server.url) for name, server in config.servers.items()}
         self._dropped_headers = {
             name: INBOUND_CREDENTIAL_HEADERS
             | self.inbound.credential_headers(server)
@@ -210,7 +210,7 @@ class Gateway:
             return None
         length = get_header(request.scope, b"content-length")
         return RequestBody(
-            request.stream(),
+            request.receive,
             limit=self.config.gateway.max_body_bytes,
             declared_length=int(length) if length and length.isdigit() else None,
         )
@@ -220,11 +220,9 @@ class Gateway:
         assert server is not None
         query = strip_query_params(request.scope.get("query_string", b""), self._dropped_query[server.name])
         if route.kind == "message":
-            url = self.message_endpoints.upstream_url(server, query)
+            target = UpstreamTarget.parse(self.message_endpoints.upstream_url(server, query))
         else:
-            url = self._server_urls[server.name]
-            if query:
-                url = url.copy_with(query=query)
+            target = self._targets[server.name].with_query(query)
         client = request.scope.get("client")
         headers = upstream_headers(
             request.scope["headers"],
@@ -241,12 +239,12 @@ class Gateway:
             self.upstream,
             server,
             method=request.method,
-            url=url,
+            target=target,
             headers=headers,
             content=body,
         )
         extra = self.cors.response_headers(request)
-        rewrite = self.message_endpoints.rewriter(server) if route.kind == "sse" and upstream.is_success else None
+        rewrite = self.message_endpoints.rewriter(server) if route.kind == "sse" and 200 <= upstream.status < 300 else None
         return ProxyResponse(
             upstream, server, keep_alive=self.config.gateway.keep_alive_seconds, extra_headers=extra, rewrite=rewrite
         )

@@ -7,9 +7,9 @@ of the request it answers; the body itself is never buffered whole.
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator
+from typing import Any
 
-from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from .errors import NO_ID, BodyTooLarge, ClientClosedRequest
 
@@ -17,25 +17,40 @@ CAPTURE_LIMIT = 64 * 1024
 
 
 class RequestBody:
-    def __init__(self, chunks: AsyncIterator[bytes], *, limit: int, declared_length: int | None) -> None:
+    """An async iterator over the body's chunks, read from the ASGI `receive` as the
+    backend takes them (no generator chain between the client and the backend)."""
+
+    def __init__(self, receive: Receive, *, limit: int, declared_length: int | None) -> None:
         if declared_length is not None and declared_length > limit:
             raise BodyTooLarge(f"request body of {declared_length} bytes is over the {limit}-byte limit")
-        self._chunks = chunks
+        self._receive = receive
         self._limit = limit
         self._size = 0
         self._prefix = bytearray()
+        self._more = True
+        self._disconnected = False
         self.complete = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._chunks:
-                if not chunk:
-                    continue
+    def __aiter__(self) -> "RequestBody":
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._disconnected:
+            raise ClientClosedRequest("client closed the request while sending its body")
+        while self._more:
+            message = await self._receive()
+            if message["type"] != "http.request":  # http.disconnect: the body stays incomplete
+                self._disconnected = True
+                raise ClientClosedRequest("client closed the request while sending its body")
+            self._more = message.get("more_body", False)
+            chunk = message.get("body", b"")
+            if chunk:
                 self._take(chunk)
-                yield chunk
-        except ClientDisconnect:
-            raise ClientClosedRequest("client closed the request while sending its body") from None
+                if not self._more:
+                    self.complete = True
+                return chunk
         self.complete = True
+        raise StopAsyncIteration
 
     def _take(self, chunk: bytes) -> None:
         self._size += len(chunk)
@@ -47,16 +62,12 @@ class RequestBody:
     async def read_for_error(self) -> None:
         """Read what the backend never took (e.g. it refused the connection), bounded,
         so the error answer can still name the request's id."""
-        if self.complete:
-            return
         try:
-            async for chunk in self._chunks:
-                self._take(chunk)
+            async for _ in self:
                 if len(self._prefix) >= CAPTURE_LIMIT:
                     return
         except Exception:  # the error answer is best effort; the original error wins
             return
-        self.complete = True
 
     def jsonrpc_id(self) -> Any:
         """The id of a single JSON-RPC request, or NO_ID (notification, batch, not JSON)."""

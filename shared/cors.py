@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from .config import CorsPolicy
 from .errors import MethodNotAllowed, OriginNotAllowed
+from .headers import get_header
 
 _ALLOW_METHODS = b"GET, POST, DELETE, OPTIONS"
 _EXPOSE_HEADERS = b"Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate, Content-Type"
@@ -38,8 +39,10 @@ class CorsHandler:
         return Response(status_code=204, headers=headers)
 
     def response_headers(self, request: Request) -> list[tuple[bytes, bytes]]:
-        origin = request.headers.get("origin")
-        if self.policy is None or not self._allowed(origin):
+        if self.policy is None:
+            return []
+        origin = get_header(request.scope, b"origin")
+        if not self._allowed(origin):
             return []
         return [
             (b"access-control-allow-origin", origin.encode()),  # type: ignore[union-attr]

@@ -79,14 +79,14 @@ def upstream_headers(
     extra: Iterable[tuple[str, str]] = (),
 ) -> list[tuple[bytes, bytes]]:
     """Headers for the backend request; `dropped` holds lower-case names never forwarded."""
-    tokens = _connection_tokens(inbound)
-    drop = _dropped_up(dropped) | tokens if tokens else _dropped_up(dropped)
+    drop = _dropped_up(dropped)
     out: list[tuple[bytes, bytes]] = []
     host = b""
     forwarded_for = b""
     proto = scheme.encode()
     has_traceparent = False
     has_accept_encoding = False
+    named_in_connection: frozenset[bytes] = frozenset()
     for name, value in inbound:
         lower = name.lower()
         if lower == b"host":
@@ -96,12 +96,18 @@ def upstream_headers(
         elif lower == b"x-forwarded-proto":
             proto = value
         if lower in drop:
+            if lower == b"connection":
+                named_in_connection = _connection_tokens(inbound)
             continue
         if lower == b"traceparent":
             has_traceparent = True
         elif lower == b"accept-encoding":
             has_accept_encoding = True
         out.append((lower, value))
+    if named_in_connection:
+        out = [(name, value) for name, value in out if name not in named_in_connection]
+        has_traceparent = has_traceparent and b"traceparent" not in named_in_connection
+        has_accept_encoding = has_accept_encoding and b"accept-encoding" not in named_in_connection
     chain = forwarded_for + b", " + client_ip.encode() if forwarded_for else client_ip.encode()
     out.append((b"x-forwarded-for", chain))
     out.append((b"x-forwarded-proto", proto))
@@ -117,9 +123,23 @@ def upstream_headers(
     return out
 
 
-def downstream_headers(upstream: RawHeaders) -> list[tuple[bytes, bytes]]:
-    drop = _DROPPED_DOWN | _connection_tokens(upstream)
-    return [(name.lower(), value) for name, value in upstream if name.lower() not in drop]
+def downstream_headers(upstream: RawHeaders) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Headers for the client, and the backend's Content-Type (b"" if none)."""
+    out: list[tuple[bytes, bytes]] = []
+    content_type = b""
+    named_in_connection: frozenset[bytes] = frozenset()
+    for name, value in upstream:
+        lower = name.lower()
+        if lower in _DROPPED_DOWN:
+            if lower == b"connection":
+                named_in_connection = _connection_tokens(upstream)
+            continue
+        if lower == b"content-type":
+            content_type = value
+        out.append((lower, value))
+    if named_in_connection:
+        out = [(name, value) for name, value in out if name not in named_in_connection]
+    return out, content_type
 
 
 def header_map(scope: Scope) -> dict[bytes, bytes]:

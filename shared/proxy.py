@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import AsyncIterable, Protocol
 
 import httpx
@@ -20,7 +21,7 @@ from .config import ServerConfig
 from .errors import BackendTimeout, BackendUnavailable, GatewayError
 from .headers import RawHeaders, downstream_headers
 from .httpclient import tls_context
-from .transport import PooledTransport, ResponseStream
+from .transport import Origin, PooledTransport, ResponseStream, UpstreamResponse
 
 logger = logging.getLogger("shared.proxy")
 
@@ -52,22 +53,42 @@ class UpstreamClient:
             await transport.aclose()
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamTarget:
+    """Where a server's requests go, worked out once from its URL."""
+
+    url: httpx.URL
+    origin: Origin
+    host: bytes
+    path: bytes
+
+    @classmethod
+    def parse(cls, url: str | httpx.URL) -> "UpstreamTarget":
+        url = httpx.URL(url)
+        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        return cls(url, origin, url.netloc, url.raw_path)
+
+    def with_query(self, query: bytes) -> "UpstreamTarget":
+        """The same target with the client's query string in place of the configured one."""
+        return UpstreamTarget.parse(self.url.copy_with(query=query)) if query else self
+
+
 async def open_upstream(
     upstream: UpstreamClient,
     server: ServerConfig,
     *,
     method: str,
-    url: httpx.URL | str,
-    headers: RawHeaders,
+    target: UpstreamTarget,
+    headers: list[tuple[bytes, bytes]],
     content: AsyncIterable[bytes] | None,
-) -> httpx.Response:
+) -> UpstreamResponse:
     """Send the request and wait for the backend's response headers, within the server's timeouts."""
-    request = httpx.Request(
-        method, url, headers=list(headers), content=content, extensions={"timeout": {"connect": server.timeouts.connect}}
-    )
+    headers.insert(0, (b"host", target.host))
     try:
         async with asyncio.timeout(server.timeouts.connect + server.timeouts.read):
-            return await upstream.transport.handle_async_request(request)
+            return await upstream.transport.send(
+                target.origin, method, target.path, headers, content, connect_timeout=server.timeouts.connect
+            )
     except TimeoutError:
         raise BackendTimeout(
             f"backend of server {server.name!r} did not answer within {server.timeouts.read:g} s"
@@ -90,21 +111,22 @@ class ProxyResponse(StreamingResponse):
 
     def __init__(
         self,
-        upstream: httpx.Response,
+        upstream: UpstreamResponse,
         server: ServerConfig,
         *,
         keep_alive: float,
         extra_headers: list[tuple[bytes, bytes]] | None = None,
         rewrite: Rewriter | None = None,
     ) -> None:
-        self.upstream = upstream
-        self.stream: ResponseStream = upstream.stream  # type: ignore[assignment]
+        self.stream: ResponseStream = upstream.stream
         self.server = server
         self.background = None
-        self.status_code = upstream.status_code
-        self.raw_headers = downstream_headers(upstream.headers.raw) + (extra_headers or [])
+        self.status_code = upstream.status
+        self.raw_headers, content_type = downstream_headers(upstream.headers)
+        if extra_headers:
+            self.raw_headers += extra_headers
         self.keep_alive = keep_alive
-        self.is_event_stream = upstream.headers.get("content-type", "").lower().startswith("text/event-stream")
+        self.is_event_stream = content_type.lower().startswith(b"text/event-stream")
         self.rewrite = rewrite
         if rewrite is not None:
             # A rewritten body has a new length; let the server frame it.
@@ -119,9 +141,9 @@ class ProxyResponse(StreamingResponse):
                 # receive is the disconnect: watch for it and drop the backend then.
                 watcher = asyncio.ensure_future(self._abort_on_disconnect(receive))
                 await self._relay_event_stream(send)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
             else:
                 await self._relay_body(send)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             logger.debug("client of server %r went away mid-response", self.server.name)
         except (httpx.TransportError, TimeoutError, GatewayError) as exc:
@@ -149,7 +171,12 @@ class ProxyResponse(StreamingResponse):
         while (chunk := await self.stream.read(read_timeout)) is not None:
             if self.rewrite is not None:
                 chunk = self.rewrite.feed(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            # A body that has fully arrived ends with its last chunk: one message fewer.
+            last = self.stream.exhausted
+            await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+            if last:
+                return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _relay_event_stream(self, send: Send) -> None:
         idle_limit = self.server.timeouts.idle_stream

@@ -6,8 +6,11 @@ Here a connection learns that the backend closed it from the event loop
 (`eof_received` / `connection_lost`), so the idle pool is a stack per origin and
 taking a connection costs no system call. Measured in bench/: ~10x less CPU.
 
-Kept behind httpx's types (Request, Response, exceptions) so the gateway has one
-client library. What it leaves out on purpose: HTTP/2, proxies, `Expect: 100-continue`.
+The gateway calls `send` directly: building an httpx.Request and httpx.Response per
+proxied request cost more CPU than the whole rest of the exchange (bench/README.md).
+`handle_async_request` offers the same exchange as an httpx transport, and errors are
+httpx's exceptions, so the gateway still has one client library. What it leaves out
+on purpose: HTTP/2, proxies, `Expect: 100-continue`.
 
 A request that finds its pooled connection already closed by the backend (the
 keep-alive race) is sent again on a fresh connection, but only when no response
@@ -20,7 +23,8 @@ import asyncio
 import collections
 import ssl
 import time
-from typing import AsyncIterator
+from dataclasses import dataclass
+from typing import AsyncIterable, AsyncIterator, Sequence
 
 import httptools
 import httpx
@@ -29,6 +33,33 @@ _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
 
 Origin = tuple[str, str, int]
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    """A backend's response head; the body is read from `stream`, which must be closed."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    stream: "ResponseStream"
+
+
+def _request_head(method: str, target: bytes, headers: Sequence[tuple[bytes, bytes]], has_body: bool) -> tuple[bytes, bool]:
+    """Request line and headers, and whether the body goes chunked (no Content-Length given)."""
+    parts = [method.encode(), b" ", target, b" HTTP/1.1\r\n"]
+    sized = chunked = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"content-length":
+            sized = True
+        elif lower == b"transfer-encoding":
+            chunked = value.lower() == b"chunked"
+        parts += [name, b": ", value, b"\r\n"]
+    if has_body and not sized and not chunked:
+        parts.append(b"transfer-encoding: chunked\r\n")
+        chunked = True
+    parts.append(b"\r\n")
+    return b"".join(parts), chunked and has_body
 
 
 class _StaleConnection(Exception):
@@ -191,6 +222,12 @@ class ResponseStream(httpx.AsyncByteStream):
             if not await conn.wait(timeout):
                 raise TimeoutError
 
+    @property
+    def exhausted(self) -> bool:
+        """True once the whole body has arrived and been read."""
+        conn = self._conn
+        return conn is not None and conn.complete and not conn.chunks
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while (chunk := await self.read()) is not None:
             yield chunk
@@ -247,10 +284,9 @@ class PooledTransport(httpx.AsyncBaseTransport):
         conn.idle_since = time.monotonic()
         idle.append(conn)
 
-    async def _connect(self, request: httpx.Request, origin: Origin) -> _Connection:
+    async def _connect(self, origin: Origin, timeout: float | None) -> _Connection:
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
-        timeout = request.extensions.get("timeout", {}).get("connect")
         context = (self._ssl or ssl.create_default_context()) if scheme == "https" else None
         try:
             async with asyncio.timeout(timeout):
@@ -265,37 +301,75 @@ class PooledTransport(httpx.AsyncBaseTransport):
 
     # -- one exchange -----------------------------------------------------------------------
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        origin: Origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        chunks = aiter(request.stream)  # type: ignore[arg-type]
-        first = await anext(chunks, b"")
+    async def send(
+        self,
+        origin: Origin,
+        method: str,
+        target: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: AsyncIterable[bytes] | None,
+        *,
+        connect_timeout: float | None = None,
+    ) -> UpstreamResponse:
+        """One request, answered once the response head arrives; the body streams from `.stream`.
+
+        The gateway's hot path: no httpx.Request or httpx.Response is built. `headers`
+        must carry Host; a body without Content-Length goes up chunked.
+        """
+        head, chunked = _request_head(method, target, headers, body is not None)
+        chunks = aiter(body) if body is not None else None
+        first = await anext(chunks, b"") if chunks is not None else b""
         conn = self._take_idle(origin)
         if conn is not None:
             try:
-                return await self._exchange(conn, origin, request, first, chunks, reused=True)
+                return await self._exchange(conn, origin, head, chunked, first, chunks, reused=True)
             except _StaleConnection:
                 pass
-        conn = await self._connect(request, origin)
-        return await self._exchange(conn, origin, request, first, chunks, reused=False)
+        conn = await self._connect(origin, connect_timeout)
+        return await self._exchange(conn, origin, head, chunked, first, chunks, reused=False)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The same exchange behind httpx's transport interface."""
+        url = request.url
+        origin: Origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
+        answer = await self.send(
+            origin,
+            request.method,
+            url.raw_path,
+            request.headers.raw,
+            request.stream if has_body else None,  # type: ignore[arg-type]
+            connect_timeout=request.extensions.get("timeout", {}).get("connect"),
+        )
+        return httpx.Response(
+            answer.status,
+            headers=answer.headers,
+            stream=answer.stream,
+            extensions={"http_version": b"HTTP/1.1"},
+            request=request,
+        )
 
     async def _exchange(
         self,
         conn: _Connection,
         origin: Origin,
-        request: httpx.Request,
+        head: bytes,
+        chunked: bool,
         first: bytes,
-        rest: AsyncIterator[bytes],
+        rest: AsyncIterator[bytes] | None,
         *,
         reused: bool,
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         taken_more = False
         try:
-            chunked = await self._send_head(conn, request, first)
-            async for chunk in rest:
-                taken_more = True
-                if chunk:
-                    await conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if first:
+                head += b"%x\r\n%b\r\n" % (len(first), first) if chunked else first
+            await conn.write(head)
+            if rest is not None:
+                async for chunk in rest:
+                    taken_more = True
+                    if chunk:
+                        await conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
             if chunked:
                 await conn.write(b"0\r\n\r\n")
             while not conn.head_done:
@@ -310,28 +384,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         except BaseException:
             conn.close()
             raise
-        return httpx.Response(
-            conn.status,
-            headers=conn.headers,
-            stream=ResponseStream(self, origin, conn),
-            extensions={"http_version": b"HTTP/1.1"},
-            request=request,
-        )
-
-    @staticmethod
-    async def _send_head(conn: _Connection, request: httpx.Request, first: bytes) -> bool:
-        """Request line, headers and the first body chunk in one write; True if chunked."""
-        parts = [request.method.encode(), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
-        chunked = False
-        for name, value in request.headers.raw:
-            if name.lower() == b"transfer-encoding" and value.lower() == b"chunked":
-                chunked = True
-            parts += [name, b": ", value, b"\r\n"]
-        parts.append(b"\r\n")
-        if first:
-            parts.append(b"%x\r\n%b\r\n" % (len(first), first) if chunked else first)
-        await conn.write(b"".join(parts))
-        return chunked
+        return UpstreamResponse(conn.status, conn.headers, ResponseStream(self, origin, conn))
 
     async def aclose(self) -> None:
         for idle in self._idle.values():

@@ -206,3 +206,79 @@ async def test_https_backends_through_the_gateway_with_a_private_ca(start_server
         assert refused.status_code == 502 and refused.json()["id"] == 2
     finally:
         backend.stop()
+
+
+async def test_send_frames_the_body_by_what_the_headers_say():
+    """The gateway's own entry point: sized bodies go as they are, unsized ones chunked,
+    and a request without a body carries no framing at all."""
+    heads: list[tuple[bytes, bytes]] = []
+
+    async def serve(n, reader, writer):
+        while True:
+            try:
+                heads.append(await read_request(reader))
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(OK)
+            await writer.drain()
+
+    async def upload(*parts: bytes):
+        for part in parts:
+            yield part
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        origin = ("http", "127.0.0.1", server.server.sockets[0].getsockname()[1])
+        host = [(b"host", b"backend.test")]
+        cases = [
+            ("POST", host + [(b"content-length", b"7")], upload(b"{}", b"12345")),
+            ("POST", host, upload(b"[1,", b"2]")),
+            ("GET", host, None),
+        ]
+        for method, headers, body in cases:
+            answer = await transport.send(origin, method, b"/mcp?x=1", headers, body)
+            assert answer.status == 200
+            assert (await answer.stream.read(), await answer.stream.read()) == (b"ok", None)
+            await answer.stream.aclose()
+        await transport.aclose()
+    assert server.connections == 1
+    (sized, sized_body), (unsized, unsized_body), (bodiless, _) = heads
+    assert sized.startswith(b"POST /mcp?x=1 HTTP/1.1\r\nhost: backend.test\r\n") and sized_body == b"{}12345"
+    assert b"transfer-encoding" not in sized.lower()
+    assert b"transfer-encoding: chunked" in unsized.lower() and unsized_body == b"[1,2]"
+    assert b"transfer-encoding" not in bodiless.lower() and b"content-length" not in bodiless.lower()
+
+
+async def test_a_fully_arrived_body_ends_with_its_last_chunk():
+    """ProxyResponse sends a complete small body as one final message, not body + empty."""
+    from shared.config import parse_config
+    from shared.proxy import ProxyResponse
+
+    config = parse_config({"servers": {"s": {"url": "http://127.0.0.1:1/mcp", "anonymous": True}}})
+
+    async def serve(n, reader, writer):
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+        await answer_ok_until_closed(reader, writer)
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        origin = ("http", "127.0.0.1", server.server.sockets[0].getsockname()[1])
+        answer = await transport.send(origin, "GET", b"/mcp", [(b"host", b"b")], None)
+        conn = answer.stream._conn
+        while not conn.complete:  # let the whole body arrive, as small answers do with their head
+            await conn.wait()
+        sent: list[dict] = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            return {"type": "http.disconnect"}
+
+        await ProxyResponse(answer, config.servers["s"], keep_alive=15)({"type": "http"}, receive, send)
+        await transport.aclose()
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[1] == {"type": "http.response.body", "body": b"ok", "more_body": False}
+    assert (b"content-type", b"text/plain") in sent[0]["headers"]
