@@ -48,6 +48,14 @@ SSE_BACKENDS = ("raw-sse", "sdk-sse")
 TARGETS = {"rpsRatioC64": 0.70, "addedP50Ms": 0.5, "cpuUs": 500, "firstEventMs": 1.0, "kibPerStream": 50}
 
 
+def _at_least_one(text: str) -> int:
+    """Counts the report divides by: zero would only fail at the end of a long run."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="CI smoke: ~10 s, tiny runs, still checks every answer")
@@ -60,9 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         help="gateway variant: a name in bench/variants/ or a path to a variant JSON file (repeatable; default all)",
     )
-    parser.add_argument("--sse-samples", type=int, default=200, help="first-event samples per target and backend")
+    parser.add_argument("--sse-samples", type=_at_least_one, default=200, help="first-event samples per target and backend")
     parser.add_argument("--sse-gap-ms", type=float, default=20.0, help="backend pause between first event and result")
-    parser.add_argument("--idle-streams", type=int, default=500, help="idle GET streams held open per proxy")
+    parser.add_argument("--idle-streams", type=_at_least_one, default=500, help="idle GET streams held open per proxy")
     parser.add_argument("--jwt-cold", type=int, default=1000, help="fresh tokens for the JWT validation cost (0: skip it)")
     parser.add_argument("--jwt-cached", type=int, default=20000, help="repeated-token validations for the JWT cost")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="directory for the results JSON")

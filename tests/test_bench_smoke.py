@@ -57,3 +57,12 @@ def test_quick_bench_checks_every_target_and_prints_the_table(tmp_path: Path) ->
     assert jwt["cold"]["calls"] > 0 and jwt["cached"]["calls"] > 0
     # the gateway called the emulated tenant and identity endpoint while warming up
     assert document["emulator_requests"]["after_verify"]["mi_token_requests"] >= 1
+
+
+@pytest.mark.parametrize("option", ["--sse-samples", "--idle-streams"])
+def test_counts_the_report_divides_by_are_refused_at_zero_before_anything_starts(option: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), option, "0"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert f"argument {option}: must be at least 1, got 0" in result.stderr
