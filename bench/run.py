@@ -136,7 +136,10 @@ def summarize_load(results: list[LoadResult]) -> list[dict[str, Any]]:
             if mine[0].proxy_cpu_us_per_req is not None:
                 cell["proxy_cpu_us"] = median(r.proxy_cpu_us_per_req for r in mine)  # type: ignore[misc]
             if direct:
-                cell["rps_ratio"] = cell["rps"] / median(r.rps for r in direct)
+                # Paired within each rep: the machine's speed drifts between reps (other
+                # tenants), and a ratio of two medians would mix fast and slow minutes.
+                direct_by_rep = {r.rep: r.rps for r in direct}
+                cell["rps_ratio"] = median(r.rps / direct_by_rep[r.rep] for r in mine if r.rep in direct_by_rep)
                 cell["added_p50_ms"] = cell["p50_ms"] - median(r.p50_ms for r in direct)
                 cell["added_p99_ms"] = cell["p99_ms"] - median(r.p99_ms for r in direct)
             row[f"c{c}"] = cell

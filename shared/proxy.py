@@ -18,6 +18,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from .config import ServerConfig
+from .deadline import Deadline
 from .errors import BackendTimeout, BackendUnavailable, GatewayError
 from .headers import RawHeaders, downstream_headers
 from .httpclient import tls_context
@@ -84,21 +85,25 @@ async def open_upstream(
 ) -> UpstreamResponse:
     """Send the request and wait for the backend's response headers, within the server's timeouts."""
     headers.insert(0, (b"host", target.host))
+    deadline = Deadline(server.timeouts.connect + server.timeouts.read)
     try:
-        async with asyncio.timeout(server.timeouts.connect + server.timeouts.read):
-            return await upstream.transport.send(
-                target.origin, method, target.path, headers, content, connect_timeout=server.timeouts.connect
-            )
-    except TimeoutError:
-        raise BackendTimeout(
-            f"backend of server {server.name!r} did not answer within {server.timeouts.read:g} s"
-        ) from None
+        return await upstream.transport.send(
+            target.origin, method, target.path, headers, content, connect_timeout=server.timeouts.connect
+        )
+    except asyncio.CancelledError as cancelled:
+        if deadline.caused(cancelled):
+            raise BackendTimeout(
+                f"backend of server {server.name!r} did not answer within {server.timeouts.read:g} s"
+            ) from None
+        raise
     except httpx.TimeoutException:
         raise BackendTimeout(
             f"backend of server {server.name!r} did not accept a connection within {server.timeouts.connect:g} s"
         ) from None
     except httpx.TransportError as exc:
         raise BackendUnavailable(f"backend of server {server.name!r} is unreachable ({type(exc).__name__})") from None
+    finally:
+        deadline.cancel()
 
 
 class ProxyResponse(StreamingResponse):
