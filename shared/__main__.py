@@ -34,6 +34,8 @@ def _uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
         # The client address is the socket's: an inbound X-Forwarded-For is the caller's
         # claim, passed on as such, never trusted as the peer.
         proxy_headers=False,
+        # No "server: uvicorn" on every answer: nothing for a scanner to fingerprint.
+        server_header=False,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
         timeout_graceful_shutdown=5,

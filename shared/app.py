@@ -73,6 +73,10 @@ class Gateway:
             | self.outbound.credential_headers(server)
             for name, server in config.servers.items()
         }
+        self._extra_headers = {
+            name: tuple((k.lower().encode(), v.encode()) for k, v in server.headers)
+            for name, server in config.servers.items()
+        }
         self._dropped_query = {
             name: _CREDENTIAL_QUERY_PARAMS | self.inbound.credential_query_params(server)
             for name, server in config.servers.items()
@@ -229,7 +233,7 @@ class Gateway:
             client_ip=client[0] if client else "unknown",
             scheme=request.scope.get("scheme", "http"),
             dropped=self._dropped_headers[server.name],
-            extra=server.headers,
+            extra=self._extra_headers[server.name],
         )
         headers += await self.outbound.headers_for(server, caller, request.headers)
         if route.kind == "sse":

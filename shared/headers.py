@@ -60,8 +60,7 @@ def new_traceparent() -> bytes:
 
     Trace ids need to be unique, not secret: no system call per request for them.
     """
-    ids = b"%048x" % random.getrandbits(192)
-    return b"00-" + ids[:32] + b"-" + ids[32:] + b"-01"
+    return b"00-%032x-%016x-01" % (random.getrandbits(128), random.getrandbits(64))
 
 
 @functools.lru_cache(maxsize=256)
@@ -76,9 +75,10 @@ def upstream_headers(
     client_ip: str,
     scheme: str,
     dropped: frozenset[bytes] = INBOUND_CREDENTIAL_HEADERS,
-    extra: Iterable[tuple[str, str]] = (),
+    extra: Iterable[tuple[bytes, bytes]] = (),
 ) -> list[tuple[bytes, bytes]]:
-    """Headers for the backend request; `dropped` holds lower-case names never forwarded."""
+    """Headers for the backend request; `dropped` holds lower-case names never forwarded,
+    `extra` the server's configured headers (lower-case names, encoded)."""
     drop = _dropped_up(dropped)
     out: list[tuple[bytes, bytes]] = []
     host = b""
@@ -119,7 +119,7 @@ def upstream_headers(
         # Bytes pass through undecoded: never let the HTTP client ask for a compression
         # the MCP client did not.
         out.append((b"accept-encoding", b"identity"))
-    out.extend((k.lower().encode(), v.encode()) for k, v in extra)
+    out.extend(extra)
     return out
 
 

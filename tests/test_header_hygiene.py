@@ -103,3 +103,22 @@ def test_without_a_client_accept_encoding_the_backend_is_asked_for_identity():
     headers = dict(upstream_headers([(b"host", b"gw"), (b"accept", b"*/*")], client_ip="10.0.0.1", scheme="https"))
     assert headers[b"accept-encoding"] == b"identity"
     assert headers[b"x-forwarded-proto"] == b"https" and headers[b"x-forwarded-host"] == b"gw"
+
+
+async def test_the_served_gateway_names_no_server_software(start_server):
+    """`python -m shared serve` answers without a Server header (nothing to fingerprint),
+    neither its own nor the backend's, and still dates its answers."""
+    from gateway_process import start_gateway_process
+
+    backend = start_server(RecordingBackend(), lifespan="off")
+    gateway = start_gateway_process(gateway_config({"r": anonymous(f"{backend.base_url}/mcp")}))
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            health = await client.get(f"{gateway.url}/healthz")
+            proxied = await client.post(f"{gateway.url}/mcp/r", content=b"{}", headers={"content-type": "application/json"})
+    finally:
+        gateway.stop()
+    for response in (health, proxied):
+        assert response.status_code == 200
+        assert "server" not in response.headers
+        assert "date" in response.headers
