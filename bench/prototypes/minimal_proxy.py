@@ -2,7 +2,7 @@
 
 A pure-ASGI forwarder with none of the gateway's checks: route by name, drop
 hop-by-hop headers, add X-Forwarded-For, stream the body up and the response down
-through the gateway's own transport (shared/transport.py) called directly. What the real
+through the gateway's own transport (shared/transport.py `send`) called directly. What the real
 gateway costs above this is the price of its own pipeline.
 
     python bench/prototypes/minimal_proxy.py --config FILE --port N --host H
@@ -25,7 +25,10 @@ _DROP = frozenset({b"host", b"connection", b"keep-alive", b"transfer-encoding", 
 
 
 def build(config: dict):
-    servers = {f"/mcp/{name}": server["url"] for name, server in config["servers"].items()}
+    servers = {}
+    for name, server in config["servers"].items():
+        url = httpx.URL(server["url"])
+        servers[f"/mcp/{name}"] = ((url.scheme, url.host, url.port or 80), url.netloc, url.raw_path)
     transport = PooledTransport()
 
     async def app(scope, receive, send):
@@ -37,12 +40,13 @@ def build(config: dict):
                     if message["type"] == "lifespan.shutdown":
                         return
             return
-        url = servers.get(scope["path"])
-        if url is None:
+        target = servers.get(scope["path"])
+        if target is None:
             await send({"type": "http.response.start", "status": 404, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
-        headers = [(k, v) for k, v in scope["headers"] if k not in _DROP]
+        origin, host, path = target
+        headers = [(b"host", host)] + [(k, v) for k, v in scope["headers"] if k not in _DROP]
         headers.append((b"x-forwarded-for", scope["client"][0].encode()))
 
         async def body():
@@ -55,12 +59,11 @@ def build(config: dict):
                     yield chunk
 
         has_body = scope["method"] not in ("GET", "HEAD", "DELETE")
-        request = httpx.Request(scope["method"], url, headers=headers, content=body() if has_body else None)
-        response = await transport.handle_async_request(request)
+        response = await transport.send(origin, scope["method"], path, headers, body() if has_body else None)
         try:
-            out = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in _DROP]
-            await send({"type": "http.response.start", "status": response.status_code, "headers": out})
-            async for chunk in response.stream:
+            out = [(k.lower(), v) for k, v in response.headers if k.lower() not in _DROP]
+            await send({"type": "http.response.start", "status": response.status, "headers": out})
+            while (chunk := await response.stream.read()) is not None:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         finally:
