@@ -146,7 +146,6 @@ class ProxyResponse(StreamingResponse):
                 # receive is the disconnect: watch for it and drop the backend then.
                 watcher = asyncio.ensure_future(self._abort_on_disconnect(receive))
                 await self._relay_event_stream(send)
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
             else:
                 await self._relay_body(send)
         except OSError:
@@ -196,17 +195,22 @@ class ProxyResponse(StreamingResponse):
                 silent += wait
                 if silent >= idle_limit:
                     logger.info("stream of server %r idle for %g s: closing it", self.server.name, silent)
-                    return
+                    break
                 if at_boundary:
                     await send({"type": "http.response.body", "body": KEEP_ALIVE_COMMENT, "more_body": True})
                 continue
             if chunk is None:
-                return
+                break
             silent = 0.0
             if self.rewrite is not None:
                 chunk = self.rewrite.feed(chunk)
                 if not chunk:
                     continue
-            tail = (tail + chunk)[-4:]
+            tail = (tail + chunk[-4:])[-4:]
             at_boundary = tail.endswith((b"\n\n", b"\r\n\r\n", b"\r\r"))
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            # The last events usually arrive with the end of the stream: send them as the end.
+            last = self.stream.exhausted
+            await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+            if last:
+                return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

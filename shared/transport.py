@@ -180,10 +180,13 @@ class _Connection(asyncio.Protocol):
                 raise self.error or httpx.WriteError("backend connection closed")
 
     def take(self) -> bytes | None:
+        """Everything that has arrived (at most the high-water mark), as one chunk:
+        a reader that fell behind catches up with one send, not one per chunk."""
         if not self.chunks:
             return None
-        chunk = self.chunks.popleft()
-        self.buffered -= len(chunk)
+        chunk = self.chunks.popleft() if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.chunks.clear()
+        self.buffered = 0
         if self.read_paused and self.buffered < _LOW_WATER and self.transport is not None:
             self.read_paused = False
             self.transport.resume_reading()

@@ -282,3 +282,40 @@ async def test_a_fully_arrived_body_ends_with_its_last_chunk():
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert sent[1] == {"type": "http.response.body", "body": b"ok", "more_body": False}
     assert (b"content-type", b"text/plain") in sent[0]["headers"]
+
+
+async def test_a_reader_that_fell_behind_gets_what_arrived_in_one_read_and_the_end_with_it():
+    """Events that piled up go down as one message, and the stream's end rides on the last."""
+    from shared.config import parse_config
+    from shared.proxy import ProxyResponse
+
+    config = parse_config({"servers": {"s": {"url": "http://127.0.0.1:1/mcp", "anonymous": True}}})
+    events = [b"event: message\ndata: {\"n\":%d}\n\n" % i for i in range(3)]
+
+    async def serve(n, reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for event in events:
+            writer.write(b"%x\r\n%b\r\n" % (len(event), event))
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        await answer_ok_until_closed(reader, writer)
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        origin = ("http", "127.0.0.1", server.server.sockets[0].getsockname()[1])
+        answer = await transport.send(origin, "GET", b"/mcp", [(b"host", b"b")], None)
+        conn = answer.stream._conn
+        while not conn.complete:
+            await conn.wait()
+        sent: list[dict] = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            await asyncio.Event().wait()  # the client stays
+
+        await ProxyResponse(answer, config.servers["s"], keep_alive=15)({"type": "http"}, receive, send)
+        await transport.aclose()
+    assert sent[1:] == [{"type": "http.response.body", "body": b"".join(events), "more_body": False}]
