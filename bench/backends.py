@@ -87,6 +87,12 @@ def build_sdk(json_response: bool, sse_gap: float):
         return a + b
 
     @server.tool()
+    async def add_with_progress(a: int, b: int, ctx: Context) -> int:
+        """`add`, announced by one progress notification: the SDK answers it as an SSE stream."""
+        await ctx.report_progress(1, 1)
+        return a + b
+
+    @server.tool()
     async def progress_then_result(ctx: Context) -> str:
         """One progress notification at once, the result a little later."""
         await ctx.report_progress(1, 2, "first")
