@@ -240,8 +240,13 @@ def target_lines(
             if row["target"] != gw:
                 continue
             hi, lo = row.get("c64", {}), row.get("c1", {})
-            if row["backend"].startswith("sdk") and "rps_ratio" in hi:
-                checks.append((f"{row['backend']} req/s c=64 vs direct {hi['rps_ratio']:.2f} (>= {t['rpsRatioC64']})", hi["rps_ratio"] >= t["rpsRatioC64"]))
+            if row["backend"] == "sdk-json" and "rps_ratio" in hi:
+                checks.append((f"sdk-json req/s c=64 vs direct {hi['rps_ratio']:.2f} (>= {t['rpsRatioC64']})", hi["rps_ratio"] >= t["rpsRatioC64"]))
+            if row["backend"] == "sdk-sse" and "rps_ratio" in hi:
+                # Issue 6 set the throughput target on the stateless JSON SDK backend (its
+                # reference table); SSE answers cost every proxy per event, so: reported, not judged.
+                nginx = next((r.get("c64", {}).get("rps_ratio") for r in load if r["target"] == "nginx" and r["backend"] == "sdk-sse"), None)
+                checks.append((f"sdk-sse req/s c=64 vs direct {hi['rps_ratio']:.2f} (SSE answers, for reference; nginx {_fmt(nginx)})", None))
             if row["backend"] == "raw" and "added_p50_ms" in lo:
                 checks.append((f"raw added p50 c=1 {lo['added_p50_ms']:.3f} ms (<= {t['addedP50Ms']})", lo["added_p50_ms"] <= t["addedP50Ms"]))
             if "proxy_cpu_us" in hi:
@@ -252,7 +257,8 @@ def target_lines(
         if gw in idle:
             kib = idle[gw]["kib_per_stream"]
             checks.append((f"idle stream {kib:.1f} KiB (<= {t['kibPerStream']})", kib <= t["kibPerStream"]))
-        lines += [f"- {gw}: " + "; ".join(f"{text} {'met' if ok else 'MISSED'}" for text, ok in checks)]
+        verdicts = {True: " met", False: " MISSED", None: ""}
+        lines += [f"- {gw}: " + "; ".join(f"{text}{verdicts[ok]}" for text, ok in checks)]
     return lines
 
 
