@@ -12,6 +12,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from typing import AsyncIterable, Protocol
+from urllib.parse import quote_from_bytes
 
 import httpx
 from starlette.responses import StreamingResponse
@@ -27,6 +28,10 @@ from .transport import Origin, PooledTransport, ResponseStream, UpstreamResponse
 logger = logging.getLogger("shared.proxy")
 
 KEEP_ALIVE_COMMENT = b": keep-alive\n\n"
+
+# Bytes a query may carry as they are (RFC 3986 query characters and "%"); anything
+# else is percent-encoded, so nothing a client sends can break the request line.
+_QUERY_SAFE = "/?:@!$&'()*+,;=-._~%"
 
 
 class Rewriter(Protocol):
@@ -70,8 +75,16 @@ class UpstreamTarget:
         return cls(url, origin, url.netloc, url.raw_path)
 
     def with_query(self, query: bytes) -> "UpstreamTarget":
-        """The same target with the client's query string in place of the configured one."""
-        return UpstreamTarget.parse(self.url.copy_with(query=query)) if query else self
+        """The same target with the client's query string after the configured one.
+
+        A configured query (an API version, a tenant) is the backend's
+        contract: a client's parameters add to it, never replace it.
+        """
+        if not query:
+            return self
+        query = quote_from_bytes(query, safe=_QUERY_SAFE).encode()
+        joined = self.path + (b"&" if b"?" in self.path else b"?") + query
+        return UpstreamTarget(self.url, self.origin, self.host, joined)
 
 
 async def open_upstream(

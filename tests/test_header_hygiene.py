@@ -122,3 +122,28 @@ async def test_the_served_gateway_names_no_server_software(start_server):
         assert response.status_code == 200
         assert "server" not in response.headers
         assert "date" in response.headers
+
+
+async def test_a_configured_query_is_kept_and_the_clients_follows_it(start_server, start_gateway):
+    """A backend URL with its own query (an API version, say) keeps it; the
+    client's parameters come after it, less credentials, and stay inside the query."""
+    recorder = RecordingBackend()
+    backend = start_server(recorder, lifespan="off")
+    base = start_gateway(gateway_config({"r": anonymous(f"{backend.base_url}/mcp?api-version=2026-01-01")}))
+    async with httpx.AsyncClient(timeout=10) as client:
+        bare = await client.post(f"{base}/mcp/r", content=b"{}", headers={"content-type": "application/json"})
+        with_query = await client.post(
+            f"{base}/mcp/r?subscription-key=k&tenant=contoso&note=a%20b",
+            content=b"{}",
+            headers={"content-type": "application/json"},
+        )
+    assert bare.status_code == with_query.status_code == 200
+    assert [r.query for r in recorder.requests] == [b"api-version=2026-01-01", b"api-version=2026-01-01&tenant=contoso&note=a%20b"]
+
+
+def test_query_bytes_that_could_break_the_request_line_are_percent_encoded():
+    from shared.proxy import UpstreamTarget
+
+    target = UpstreamTarget.parse("http://backend:8080/mcp")
+    assert target.with_query(b"a=1 HTTP/1.1\r\nx: y&b=\xff").path == b"/mcp?a=1%20HTTP/1.1%0D%0Ax:%20y&b=%FF"
+    assert target.with_query(b"").path == b"/mcp" and target.host == b"backend:8080"
