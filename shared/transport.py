@@ -45,14 +45,22 @@ class UpstreamResponse:
 
 
 def _request_head(method: str, target: bytes, headers: Sequence[tuple[bytes, bytes]], has_body: bool) -> tuple[bytes, bool]:
-    """Request line and headers, and whether the body goes chunked (no Content-Length given)."""
+    """Request line and headers, and whether the body goes chunked (no Content-Length given).
+
+    Without a body, framing headers are left out: a DELETE that arrived with a
+    Content-Length would otherwise leave the backend waiting for bytes never sent.
+    """
     parts = [method.encode(), b" ", target, b" HTTP/1.1\r\n"]
     sized = chunked = False
     for name, value in headers:
         lower = name.lower()
         if lower == b"content-length":
+            if not has_body:
+                continue
             sized = True
         elif lower == b"transfer-encoding":
+            if not has_body:
+                continue
             chunked = value.lower() == b"chunked"
         parts += [name, b": ", value, b"\r\n"]
     if has_body and not sized and not chunked:
