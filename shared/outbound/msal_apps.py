@@ -1,8 +1,10 @@
 """msal confidential clients for `clientCredentials` and `onBehalfOf`, kept off the event loop.
 
 msal is synchronous: every call runs in a worker thread (asyncio.to_thread). Its
-HTTP session trusts certifi + `gateway.caBundle` and ignores the environment
-(`trust_env=False`: REQUESTS_CA_BUNDLE would otherwise override the trust store).
+HTTP client is an `httpx.Client` (msal takes any client with requests' get/post shape),
+so all HTTP the gateway itself makes goes through httpx. It trusts certifi +
+`gateway.caBundle` and ignores the environment (`trust_env=False`: SSL_CERT_FILE and
+proxy variables would otherwise apply).
 
 Two msal behaviours are switched off on purpose:
 - its token cache (`_NoTokenCache`): the gateway's own TokenCache decides when to
@@ -21,18 +23,16 @@ secret or certificate is picked up without a restart.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import re
 import time
 from typing import Any, Callable
 
+import httpx
 import msal
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-from requests.adapters import HTTPAdapter
 
 from ..config.outbound import Certificate, ClientSecret, EntraApp, ManagedIdentityAssertion
 from ..httpclient import tls_context
@@ -59,22 +59,21 @@ class _NoErrorReplay(dict):  # type: ignore[type-arg]
         super().__setitem__(key, value)
 
 
-class _TrustAdapter(HTTPAdapter):
-    def __init__(self, ca_bundle: str | None) -> None:
-        self._context = tls_context(ca_bundle)
-        super().__init__(max_retries=0)
+class _MsalHttpClient(httpx.Client):
+    """httpx as msal's HTTP client.
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._context
-        super().init_poolmanager(*args, **kwargs)
+    msal hands some form values over as bytes (its signed client assertions);
+    requests sends those as text, httpx would send their repr, so they are decoded here.
+    """
+
+    def post(self, url: Any, *, data: Any = None, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
+        if isinstance(data, dict):
+            data = {k: v.decode() if isinstance(v, bytes) else v for k, v in data.items()}
+        return super().post(url, data=data, **kwargs)
 
 
-def http_session(ca_bundle: str | None) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False
-    session.mount("https://", _TrustAdapter(ca_bundle))
-    session.request = functools.partial(session.request, timeout=_TIMEOUT)  # type: ignore[method-assign]
-    return session
+def http_session(ca_bundle: str | None) -> httpx.Client:
+    return _MsalHttpClient(verify=tls_context(ca_bundle), trust_env=False, timeout=_TIMEOUT, follow_redirects=False)
 
 
 def certificate_credential(pem: str) -> dict[str, str]:
@@ -117,12 +116,12 @@ class MsalApps:
     def __init__(self, machinery: Machinery, ca_bundle: str | None) -> None:
         self.machinery = machinery
         self.ca_bundle = ca_bundle
-        self._session: requests.Session | None = None
+        self._session: httpx.Client | None = None
         self._apps: dict[EntraApp, tuple[str, msal.ConfidentialClientApplication]] = {}
         self._assertions: dict[EntraApp, str] = {}
 
     @property
-    def session(self) -> requests.Session:
+    def session(self) -> httpx.Client:
         if self._session is None:
             self._session = http_session(self.ca_bundle)
         return self._session
@@ -137,7 +136,7 @@ class MsalApps:
             issued = time.time()
             try:
                 result = await asyncio.to_thread(call, client)
-            except requests.RequestException as error:
+            except httpx.HTTPError as error:
                 raise Transient(f"token endpoint unreachable ({type(error).__name__})") from None
             except msal.exceptions.MsalServiceError:
                 raise Transient("token endpoint answered a server error") from None
@@ -181,7 +180,7 @@ class MsalApps:
                 http_cache=_NoErrorReplay(),
                 token_cache=_NoTokenCache(),
             )
-        except requests.RequestException as error:
+        except httpx.HTTPError as error:
             raise Transient(f"authority metadata unreachable ({type(error).__name__})") from None
         except ValueError:
             # msal's wording for a failed discovery; the answer may be a 5xx or an unknown tenant
