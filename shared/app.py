@@ -224,7 +224,7 @@ class Gateway:
         assert server is not None
         query = strip_query_params(request.scope.get("query_string", b""), self._dropped_query[server.name])
         if route.kind == "message":
-            target = UpstreamTarget.parse(self.message_endpoints.upstream_url(server, query))
+            target = UpstreamTarget.parse(self.message_endpoints.upstream_url(server)).with_query(query)
         else:
             target = self._targets[server.name].with_query(query)
         client = request.scope.get("client")

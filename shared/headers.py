@@ -46,13 +46,18 @@ _CHECKED_HERE = frozenset({b"origin"})
 _DROPPED_DOWN = _HOP_BY_HOP | {b"set-cookie", b"server", b"date"}
 
 
-def _connection_tokens(headers: RawHeaders) -> frozenset[bytes]:
-    """Headers named in Connection are hop-by-hop for this message too (RFC 9110 7.6.1)."""
-    tokens: set[bytes] = set()
-    for name, value in headers:
+def _without_connection_named(
+    kept: list[tuple[bytes, bytes]], message: RawHeaders
+) -> tuple[list[tuple[bytes, bytes]], frozenset[bytes]]:
+    """Headers named in Connection are hop-by-hop for this message too (RFC 9110 7.6.1).
+
+    Called only when a Connection header was seen: `kept` has lower-case names.
+    """
+    named: set[bytes] = set()
+    for name, value in message:
         if name.lower() == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
-    return frozenset(tokens)
+            named.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return [(name, value) for name, value in kept if name not in named], frozenset(named)
 
 
 def new_traceparent() -> bytes:
@@ -86,7 +91,7 @@ def upstream_headers(
     proto = scheme.encode()
     has_traceparent = False
     has_accept_encoding = False
-    named_in_connection: frozenset[bytes] = frozenset()
+    has_connection = False
     for name, value in inbound:
         lower = name.lower()
         if lower == b"host":
@@ -96,18 +101,17 @@ def upstream_headers(
         elif lower == b"x-forwarded-proto":
             proto = value
         if lower in drop:
-            if lower == b"connection":
-                named_in_connection = _connection_tokens(inbound)
+            has_connection = has_connection or lower == b"connection"
             continue
         if lower == b"traceparent":
             has_traceparent = True
         elif lower == b"accept-encoding":
             has_accept_encoding = True
         out.append((lower, value))
-    if named_in_connection:
-        out = [(name, value) for name, value in out if name not in named_in_connection]
-        has_traceparent = has_traceparent and b"traceparent" not in named_in_connection
-        has_accept_encoding = has_accept_encoding and b"accept-encoding" not in named_in_connection
+    if has_connection:
+        out, named = _without_connection_named(out, inbound)
+        has_traceparent = has_traceparent and b"traceparent" not in named
+        has_accept_encoding = has_accept_encoding and b"accept-encoding" not in named
     chain = forwarded_for + b", " + client_ip.encode() if forwarded_for else client_ip.encode()
     out.append((b"x-forwarded-for", chain))
     out.append((b"x-forwarded-proto", proto))
@@ -127,18 +131,17 @@ def downstream_headers(upstream: RawHeaders) -> tuple[list[tuple[bytes, bytes]],
     """Headers for the client, and the backend's Content-Type (b"" if none)."""
     out: list[tuple[bytes, bytes]] = []
     content_type = b""
-    named_in_connection: frozenset[bytes] = frozenset()
+    has_connection = False
     for name, value in upstream:
         lower = name.lower()
         if lower in _DROPPED_DOWN:
-            if lower == b"connection":
-                named_in_connection = _connection_tokens(upstream)
+            has_connection = has_connection or lower == b"connection"
             continue
         if lower == b"content-type":
             content_type = value
         out.append((lower, value))
-    if named_in_connection:
-        out = [(name, value) for name, value in out if name not in named_in_connection]
+    if has_connection:
+        out, _ = _without_connection_named(out, upstream)
     return out, content_type
 
 

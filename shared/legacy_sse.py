@@ -24,14 +24,14 @@ class MessageEndpoints:
     def __init__(self) -> None:
         self._learned: dict[str, str] = {}
 
-    def upstream_url(self, server: ServerConfig, query: bytes) -> str:
+    def upstream_url(self, server: ServerConfig) -> str:
         base = server.message_url or self._learned.get(server.name)
         if base is None:
             raise BackendUnavailable(
                 f"message endpoint of server {server.name!r} is not known yet: "
                 f"open /mcp/{server.name}/sse first, or set servers.{server.name}.messageUrl"
             )
-        return f"{base}?{query.decode('latin-1')}" if query else base
+        return base
 
     def rewriter(self, server: ServerConfig) -> "EndpointRewriter":
         return EndpointRewriter(self, server)

@@ -23,7 +23,7 @@ from .deadline import Deadline
 from .errors import BackendTimeout, BackendUnavailable, GatewayError
 from .headers import RawHeaders, downstream_headers
 from .httpclient import tls_context
-from .transport import Origin, PooledTransport, ResponseStream, UpstreamResponse
+from .transport import Origin, PooledTransport, ResponseStream, UpstreamResponse, origin_of
 
 logger = logging.getLogger("shared.proxy")
 
@@ -63,16 +63,14 @@ class UpstreamClient:
 class UpstreamTarget:
     """Where a server's requests go, worked out once from its URL."""
 
-    url: httpx.URL
     origin: Origin
     host: bytes
     path: bytes
 
     @classmethod
-    def parse(cls, url: str | httpx.URL) -> "UpstreamTarget":
-        url = httpx.URL(url)
-        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        return cls(url, origin, url.netloc, url.raw_path)
+    def parse(cls, url: str) -> "UpstreamTarget":
+        parsed = httpx.URL(url)
+        return cls(origin_of(parsed), parsed.netloc, parsed.raw_path)
 
     def with_query(self, query: bytes) -> "UpstreamTarget":
         """The same target with the client's query string after the configured one.
@@ -84,7 +82,7 @@ class UpstreamTarget:
             return self
         query = quote_from_bytes(query, safe=_QUERY_SAFE).encode()
         joined = self.path + (b"&" if b"?" in self.path else b"?") + query
-        return UpstreamTarget(self.url, self.origin, self.host, joined)
+        return UpstreamTarget(self.origin, self.host, joined)
 
 
 async def open_upstream(

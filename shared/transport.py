@@ -35,6 +35,11 @@ _LOW_WATER = 64 * 1024
 Origin = tuple[str, str, int]
 
 
+def origin_of(url: httpx.URL) -> Origin:
+    """The pool's key for a URL: scheme, host and port (the scheme's default if none)."""
+    return (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+
+
 @dataclass(slots=True)
 class UpstreamResponse:
     """A backend's response head; the body is read from `stream`, which must be closed."""
@@ -342,7 +347,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The same exchange behind httpx's transport interface."""
         url = request.url
-        origin: Origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        origin = origin_of(url)
         has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
         answer = await self.send(
             origin,

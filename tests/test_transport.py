@@ -40,6 +40,10 @@ class RawServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/mcp"
 
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        return ("http", "127.0.0.1", self.server.sockets[0].getsockname()[1])
+
 
 async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
@@ -228,7 +232,7 @@ async def test_send_frames_the_body_by_what_the_headers_say():
 
     async with RawServer(serve) as server:
         transport = PooledTransport()
-        origin = ("http", "127.0.0.1", server.server.sockets[0].getsockname()[1])
+        origin = server.origin
         host = [(b"host", b"backend.test")]
         cases = [
             ("POST", host + [(b"content-length", b"7")], upload(b"{}", b"12345")),
@@ -251,36 +255,43 @@ async def test_send_frames_the_body_by_what_the_headers_say():
         assert b"transfer-encoding" not in head.lower() and b"content-length" not in head.lower()
 
 
-async def test_a_fully_arrived_body_ends_with_its_last_chunk():
-    """ProxyResponse sends a complete small body as one final message, not body + empty."""
+async def relay_arrived_answer(answer: bytes, receive) -> list[dict]:
+    """Send a GET to a server answering `answer`, let the whole answer arrive, then relay
+    it with ProxyResponse; the ASGI messages it sent."""
     from shared.config import parse_config
     from shared.proxy import ProxyResponse
 
-    config = parse_config({"servers": {"s": {"url": "http://127.0.0.1:1/mcp", "anonymous": True}}})
+    server_config = parse_config({"servers": {"s": {"url": "http://127.0.0.1:1/mcp", "anonymous": True}}}).servers["s"]
 
     async def serve(n, reader, writer):
         await read_request(reader)
-        writer.write(OK)
+        writer.write(answer)
         await writer.drain()
         await answer_ok_until_closed(reader, writer)
 
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
     async with RawServer(serve) as server:
         transport = PooledTransport()
-        origin = ("http", "127.0.0.1", server.server.sockets[0].getsockname()[1])
-        answer = await transport.send(origin, "GET", b"/mcp", [(b"host", b"b")], None)
-        conn = answer.stream._conn
-        while not conn.complete:  # let the whole body arrive, as small answers do with their head
+        response = await transport.send(server.origin, "GET", b"/mcp", [(b"host", b"b")], None)
+        conn = response.stream._conn
+        while not conn.complete:  # the whole answer arrives, as small answers do with their head
             await conn.wait()
-        sent: list[dict] = []
-
-        async def send(message):
-            sent.append(message)
-
-        async def receive():
-            return {"type": "http.disconnect"}
-
-        await ProxyResponse(answer, config.servers["s"], keep_alive=15)({"type": "http"}, receive, send)
+        await ProxyResponse(response, server_config, keep_alive=15)({"type": "http"}, receive, send)
         await transport.aclose()
+    return sent
+
+
+async def test_a_fully_arrived_body_ends_with_its_last_chunk():
+    """ProxyResponse sends a complete small body as one final message, not body + empty."""
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    sent = await relay_arrived_answer(OK, receive)
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert sent[1] == {"type": "http.response.body", "body": b"ok", "more_body": False}
     assert (b"content-type", b"text/plain") in sent[0]["headers"]
@@ -288,36 +299,12 @@ async def test_a_fully_arrived_body_ends_with_its_last_chunk():
 
 async def test_a_reader_that_fell_behind_gets_what_arrived_in_one_read_and_the_end_with_it():
     """Events that piled up go down as one message, and the stream's end rides on the last."""
-    from shared.config import parse_config
-    from shared.proxy import ProxyResponse
-
-    config = parse_config({"servers": {"s": {"url": "http://127.0.0.1:1/mcp", "anonymous": True}}})
     events = [b"event: message\ndata: {\"n\":%d}\n\n" % i for i in range(3)]
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    answer += b"".join(b"%x\r\n%b\r\n" % (len(event), event) for event in events) + b"0\r\n\r\n"
 
-    async def serve(n, reader, writer):
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-        for event in events:
-            writer.write(b"%x\r\n%b\r\n" % (len(event), event))
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
-        await answer_ok_until_closed(reader, writer)
+    async def receive():
+        await asyncio.Event().wait()  # the client stays
 
-    async with RawServer(serve) as server:
-        transport = PooledTransport()
-        origin = ("http", "127.0.0.1", server.server.sockets[0].getsockname()[1])
-        answer = await transport.send(origin, "GET", b"/mcp", [(b"host", b"b")], None)
-        conn = answer.stream._conn
-        while not conn.complete:
-            await conn.wait()
-        sent: list[dict] = []
-
-        async def send(message):
-            sent.append(message)
-
-        async def receive():
-            await asyncio.Event().wait()  # the client stays
-
-        await ProxyResponse(answer, config.servers["s"], keep_alive=15)({"type": "http"}, receive, send)
-        await transport.aclose()
+    sent = await relay_arrived_answer(answer, receive)
     assert sent[1:] == [{"type": "http.response.body", "body": b"".join(events), "more_body": False}]
