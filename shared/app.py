@@ -25,7 +25,8 @@ from .errors import NO_ID, GatewayError, MethodNotAllowed, UnknownServer, error_
 from .guard import HostGuard
 from .headers import INBOUND_CREDENTIAL_HEADERS, get_header, strip_query_params, upstream_headers
 from .httpclient import https_client
-from .inbound import Caller, InboundAuthenticator
+from .caller import Caller
+from .inbound import InboundAuthenticator
 from .inbound.metadata import PRM_PREFIX
 from .legacy_sse import MessageEndpoints
 from .outbound import BackendCredentials

@@ -6,9 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 from ..errors import ConfigError
-from .model import SecretRef
-
-ENTRA_AUTHORITY = "https://login.microsoftonline.com"
+from .model import ENTRA_AUTHORITY, SecretRef
 
 
 @dataclass(frozen=True)
@@ -103,16 +101,12 @@ class InboundAuth:
         return self.jwt.rules if self.jwt else None
 
 
-def _secret_ref(raw: Mapping[str, Any]) -> SecretRef:
-    return SecretRef(name=raw["name"], vault_url=raw.get("vault"), version=raw.get("version"))
-
-
 def _key(raw: Mapping[str, Any] | None) -> KeyRef | None:
     if raw is None:
         return None
     if "sha256" in raw:
         return KeyRef(sha256=raw["sha256"])
-    return KeyRef(secret=_secret_ref(raw["keyVaultSecret"]))
+    return KeyRef(secret=SecretRef.parse(raw["keyVaultSecret"]))
 
 
 def build_subscriptions(raw: Mapping[str, Any], server_names: set[str]) -> dict[str, Subscription]:

@@ -7,7 +7,7 @@ sections have their own modules (inbound.py, outbound.py) beside this one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -30,6 +30,9 @@ HOP_BY_HOP = frozenset(
 
 Transport = Literal["streamable-http", "sse"]
 
+ENTRA_AUTHORITY = "https://login.microsoftonline.com"
+"""Entra ID's public-cloud authority host (sovereign clouds set `authorityHost`)."""
+
 
 @dataclass(frozen=True)
 class SecretRef:
@@ -41,6 +44,11 @@ class SecretRef:
 
     def __repr__(self) -> str:
         return f"SecretRef({self.name!r})"
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> "SecretRef":
+        """From a config `keyVaultSecret` object: {"name", "vault"?, "version"?}."""
+        return cls(name=raw["name"], vault_url=raw.get("vault"), version=raw.get("version"))
 
 
 @dataclass(frozen=True)

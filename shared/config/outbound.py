@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
 from ..errors import ConfigError
-from .model import HOP_BY_HOP, SecretRef
+from .model import ENTRA_AUTHORITY, HOP_BY_HOP, SecretRef
 
-ENTRA_AUTHORITY = "https://login.microsoftonline.com"
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 _RESERVED_HEADERS = HOP_BY_HOP | {"host", "content-length", "content-type", "cookie", "mcp-session-id", "mcp-protocol-version"}
 
@@ -115,10 +114,6 @@ OutboundConfig = Union[
 MODES = ("managedIdentity", "clientCredentials", "onBehalfOf", "secretHeader", "forwardAuthorization")
 
 
-def secret_ref(raw: Mapping[str, Any]) -> SecretRef:
-    return SecretRef(name=raw["name"], vault_url=raw.get("vault"), version=raw.get("version"))
-
-
 def _default_scope(value: str, field: str) -> str:
     resource, _, name = value.rpartition("/")
     if name != ".default" or not resource or " " in value:
@@ -131,9 +126,9 @@ def _app_credential(raw: Mapping[str, Any], prefix: str) -> AppCredential:
     if len(given) != 1:
         raise ConfigError(prefix, "give exactly one of clientSecret, certificate or managedIdentityAssertion")
     if "clientSecret" in raw:
-        return ClientSecret(secret_ref(raw["clientSecret"]["keyVaultSecret"]))
+        return ClientSecret(SecretRef.parse(raw["clientSecret"]["keyVaultSecret"]))
     if "certificate" in raw:
-        return Certificate(secret_ref(raw["certificate"]["keyVaultSecret"]))
+        return Certificate(SecretRef.parse(raw["certificate"]["keyVaultSecret"]))
     mia = raw["managedIdentityAssertion"]
     return ManagedIdentityAssertion(audience=mia.get("audience", TOKEN_EXCHANGE_AUDIENCE), client_id=mia.get("clientId"))
 
@@ -170,7 +165,7 @@ def build_outbound(raw: Mapping[str, Any] | None, prefix: str) -> OutboundConfig
         header = body["name"]
         if header.lower() in _RESERVED_HEADERS:
             raise ConfigError(f"{field}.name", f"{header!r} cannot carry a backend credential")
-        return SecretHeaderOutbound(header=header, secret=secret_ref(body["keyVaultSecret"]), prefix=body.get("prefix", ""))
+        return SecretHeaderOutbound(header=header, secret=SecretRef.parse(body["keyVaultSecret"]), prefix=body.get("prefix", ""))
     if body is not True:
         raise ConfigError(field, "must be true (leave it out to keep the caller's token away from the backend)")
     return ForwardAuthorizationOutbound()

@@ -19,7 +19,7 @@ from ..config import GatewayConfig, ServerConfig
 from ..config.inbound import InboundAuth, Subscription
 from ..errors import Forbidden, GatewayError, Unauthorized
 from ..headers import get_header
-from .caller import ANONYMOUS, Caller
+from ..caller import ANONYMOUS, Caller
 from .jwks import JwksCache
 from .keys import SecretSource, SubscriptionKeys
 from .metadata import bearer_challenge, protected_resource_metadata, public_base_url

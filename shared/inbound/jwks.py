@@ -70,7 +70,6 @@ class JwksCache:
         self._next_attempt = 0.0
         self._last_attempt: float | None = None
         self._lock = asyncio.Lock()
-        self.fetches = 0
 
     @property
     def issuer(self) -> str | None:
@@ -116,7 +115,6 @@ class JwksCache:
                 )
 
     async def _fetch(self) -> None:
-        self.fetches += 1
         client = self._client()
         response = await client.get(self.openid_config_url)
         response.raise_for_status()

@@ -17,7 +17,7 @@ import jwt
 
 from ..config.inbound import ClaimRequirement, EntraAuth, JwtAuth, TokenRules
 from ..errors import Forbidden, Unauthorized
-from .caller import Caller
+from ..caller import Caller
 from .jwks import JwksCache, JwksUnavailable
 
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256"})

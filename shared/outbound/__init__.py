@@ -32,7 +32,7 @@ from ..config.outbound import (
     SecretHeaderOutbound,
 )
 from ..errors import ConfigError, CredentialUnavailable
-from ..inbound.caller import Caller
+from ..caller import Caller
 from ..retry import DEFAULT_POLICY
 from ..secrets import SecretStore
 from .base import Machinery, Mode, RawHeaders

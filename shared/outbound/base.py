@@ -8,7 +8,7 @@ from typing import Protocol
 from starlette.datastructures import Headers
 
 from ..identity import ManagedIdentity
-from ..inbound.caller import Caller
+from ..caller import Caller
 from ..retry import RetryPolicy
 from ..secrets import SecretStore
 from .cache import TokenCache

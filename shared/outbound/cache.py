@@ -92,9 +92,6 @@ class TokenCache:
             self._entries.popitem(last=False)
         return token
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     async def aclose(self) -> None:
         for task in list(self._fetches.values()):
             task.cancel()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 
 from ..config.outbound import ClientCredentialsOutbound
-from ..inbound.caller import Caller
+from ..caller import Caller
 from .base import Machinery, RawHeaders, bearer
 from .cache import Token
 from .msal_apps import MsalApps

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.datastructures import Headers
 
-from ..inbound.caller import Caller
+from ..caller import Caller
 from .base import RawHeaders
 
 WHY_DISCOURAGED = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 
 from ..config.outbound import ManagedIdentityOutbound
-from ..inbound.caller import Caller
+from ..caller import Caller
 from ..retry import with_retries
 from .base import Machinery, RawHeaders, bearer
 from .cache import Token

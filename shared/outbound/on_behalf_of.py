@@ -11,7 +11,7 @@ from starlette.datastructures import Headers
 
 from ..config.outbound import OnBehalfOfOutbound
 from ..errors import Unauthorized
-from ..inbound.caller import Caller
+from ..caller import Caller
 from .base import Machinery, RawHeaders, bearer
 from .cache import Token
 from .msal_apps import MsalApps

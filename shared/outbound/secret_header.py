@@ -6,7 +6,7 @@ from starlette.datastructures import Headers
 
 from ..config.outbound import SecretHeaderOutbound
 from ..errors import CredentialUnavailable
-from ..inbound.caller import Caller
+from ..caller import Caller
 from .base import Machinery, RawHeaders
 
 

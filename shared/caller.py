@@ -1,4 +1,6 @@
-"""Who is calling: the one typed result of inbound auth, handed to later stages."""
+"""Who is calling: made by inbound auth, read by every later stage (outbound, policy, audit).
+
+A neutral module, so that reading a Caller does not import the inbound package."""
 
 from __future__ import annotations
 
@@ -27,10 +29,6 @@ class Caller:
     token_expires_at: float | None = None
 
     @property
-    def anonymous(self) -> bool:
-        return self.subscription is None and self.subject is None
-
-    @property
     def user_key(self) -> str | None:
         """A stable per-user key for caches (tenant + object id, else issuer + subject)."""
         if self.object_id:
@@ -38,17 +36,6 @@ class Caller:
         if self.subject:
             return f"{self.issuer}:{self.subject}"
         return None
-
-    def describe(self) -> str:
-        """For logs: names, never secrets."""
-        parts = []
-        if self.subscription:
-            parts.append(f"subscription={self.subscription}")
-        if self.subject:
-            parts.append(f"sub={self.subject}")
-        if self.app_id:
-            parts.append(f"app={self.app_id}")
-        return " ".join(parts) or "anonymous"
 
 
 ANONYMOUS = Caller()
