@@ -2,10 +2,12 @@
 
     GatewayError
     ├── ConfigError                 bad config (start-up; never reaches a client)
+    ├── BadRequest             400  (ambiguous or malformed: repeated credential headers, bad Host)
     ├── UnknownServer          404
     ├── MethodNotAllowed       405
     ├── HostNotAllowed         421  (DNS-rebinding guard)
     ├── OriginNotAllowed       403  (DNS-rebinding guard)
+    ├── RequestTimeout         408  (the client was too slow sending its request)
     ├── BodyTooLarge           413
     ├── ClientClosedRequest    499  (the client left while its body was streaming up)
     ├── Unauthorized           401  (no or bad credential; WWW-Authenticate challenge)
@@ -49,6 +51,14 @@ class ConfigError(GatewayError):
         self.field = field
 
 
+class BadRequest(GatewayError):
+    """The request is malformed or ambiguous (e.g. a credential header sent twice)."""
+
+    status = 400
+    code = "bad_request"
+    jsonrpc_code = -32600
+
+
 class UnknownServer(GatewayError):
     """No server of that name is configured."""
 
@@ -78,6 +88,14 @@ class OriginNotAllowed(GatewayError):
 
     status = 403
     code = "origin_not_allowed"
+    jsonrpc_code = -32600
+
+
+class RequestTimeout(GatewayError):
+    """The client did not send its request (head or body) in time."""
+
+    status = 408
+    code = "request_timeout"
     jsonrpc_code = -32600
 
 
