@@ -21,7 +21,7 @@ from . import __version__
 from .body import RequestBody
 from .config import GatewayConfig, ServerConfig
 from .cors import CorsHandler
-from .errors import NO_ID, GatewayError, MethodNotAllowed, UnknownServer, error_response
+from .errors import NO_ID, GatewayError, GatewayMisconfigured, MethodNotAllowed, UnknownServer, error_response
 from .guard import HostGuard
 from .headers import INBOUND_CREDENTIAL_HEADERS, get_header, strip_query_params, upstream_headers
 from .httpclient import https_client
@@ -62,6 +62,7 @@ class Gateway:
         self.upstream = UpstreamClient(config.gateway.ca_bundle)
         self.message_endpoints = MessageEndpoints()
         self._identity_http: httpx.AsyncClient | None = None
+        self.startup_error: Exception | None = None
         self.secrets = SecretStore(config.gateway, environ=environ)
         self.inbound = InboundAuthenticator(config, secrets=self.secrets, http=self._identity_client)
         self.outbound = BackendCredentials(config, secrets=self.secrets, environ=environ)
@@ -114,8 +115,7 @@ class Gateway:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.secrets.check(self.inbound.keys.secret_refs())
-                    await self.outbound.startup_check()
+                    await self.startup()
                 except Exception as error:  # reported to the server, which refuses to start
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return
@@ -124,6 +124,25 @@ class Gateway:
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def startup(self) -> None:
+        """Start-up checks: every Key Vault secret the config names can be read.
+
+        Raises on failure (the local server then refuses to start); the failure is
+        also kept, so that /healthz answers 503 where the process cannot refuse to run.
+        """
+        try:
+            await self.secrets.check(self.inbound.keys.secret_refs())
+            await self.outbound.startup_check()
+        except Exception as error:
+            self.startup_error = error
+            logger.error("start-up check failed: %s", error)
+            raise
+
+    def _health(self) -> Response:
+        if self.startup_error is not None:
+            raise GatewayMisconfigured("a start-up check failed: see the gateway's logs")
+        return JSONResponse({"status": "ok", "version": __version__})
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
@@ -148,7 +167,7 @@ class Gateway:
             if request.method not in _METHODS[route.kind]:
                 raise MethodNotAllowed(f"{request.method} is not allowed on {request.scope['path']}")
             if route.kind == "health":
-                return JSONResponse({"status": "ok", "version": __version__})
+                return self._health()
             if route.kind == "metadata":
                 return self._metadata(request, route)
             assert route.server is not None

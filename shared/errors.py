@@ -2,6 +2,7 @@
 
     GatewayError
     ├── ConfigError                 bad config (start-up; never reaches a client)
+    ├── GatewayMisconfigured   503  (Functions: the config is invalid, or a start-up check failed)
     ├── BadRequest             400  (ambiguous or malformed: repeated credential headers, bad Host)
     ├── UnknownServer          404
     ├── MethodNotAllowed       405
@@ -49,6 +50,14 @@ class ConfigError(GatewayError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
+
+
+class GatewayMisconfigured(GatewayError):
+    """The gateway cannot serve: its config is invalid, or a start-up check failed."""
+
+    status = 503
+    code = "gateway_misconfigured"
+    jsonrpc_code = -32603
 
 
 class BadRequest(GatewayError):

@@ -1,28 +1,69 @@
-"""The process-wide gateway for the Azure Functions front door.
+"""The Azure Functions front door: the gateway of one worker process, built at import.
 
-Built once from the app settings on first use; a bad config raises at that point
-with the field named, which the Functions host logs.
+A bad config must not fail the import: the host would then index no function, and
+every route, /healthz included, would answer 404 with nothing to say why. Instead the
+error is logged at CRITICAL and every request answers 503 naming it, so a deployment
+with a broken config is visible from the outside at once.
+
+Start-up checks (the Key Vault secrets the config names) run on the worker's event
+loop as soon as it runs them, and fail the way they do on the local server: the same
+log line, and /healthz answers 503 until a new instance starts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
+
+from starlette.requests import Request
 
 from .app import Gateway, create_app
 from .config import load_config_from_env, warn_about_risks
+from .errors import ConfigError, GatewayMisconfigured, error_response
 from .telemetry import configure_logging
 
 APP_ROOT = Path(__file__).resolve().parent.parent
-_gateway: Gateway | None = None
+logger = logging.getLogger("shared.functions")
 
 
-def gateway() -> Gateway:
-    global _gateway
-    if _gateway is None:
-        configure_logging()
-        # Azure's working directory is not promised to be the app root: a relative
-        # config path means "deployed beside function_app.py".
-        config = load_config_from_env(base_dir=APP_ROOT)
+@dataclass
+class FrontDoor:
+    gateway: Gateway | None
+    config_error: ConfigError | None = None
+    _startup: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> "FrontDoor":
+        configure_logging(environ)
+        try:
+            # Azure's working directory is not promised to be the app root: a relative
+            # config path means "deployed beside function_app.py".
+            config = load_config_from_env(environ, base_dir=APP_ROOT)
+        except ConfigError as error:
+            logger.critical("the gateway config is invalid, every request answers 503: %s", error)
+            return cls(None, error)
         warn_about_risks(config)
-        _gateway = create_app(config)
-    return _gateway
+        door = cls(create_app(config, environ=environ))
+        door.start()
+        return door
+
+    def start(self) -> None:
+        """Run the start-up checks on the running loop (the worker imports us inside one)."""
+        if self.gateway is None or self._startup is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # imported outside a loop (tests, tools): started by the first request
+        self._startup = loop.create_task(self.gateway.startup())
+
+    async def handle(self, request: Request) -> Any:
+        if self.gateway is None:
+            assert self.config_error is not None
+            return error_response(GatewayMisconfigured(f"the gateway config is invalid: {self.config_error}"))
+        if self._startup is None:
+            self.start()
+        return await self.gateway.handle(request)

@@ -16,19 +16,11 @@ from starlette.requests import Request
 from backends.recorder import EndlessEventStream
 from helpers import anonymous, gateway_config
 
-EXPECTED_ROUTES = {
-    "mcp": ("mcp/{server}", {"GET", "POST", "DELETE", "OPTIONS"}),
-    "mcp_sse": ("mcp/{server}/sse", {"GET", "OPTIONS"}),
-    "mcp_message": ("mcp/{server}/message", {"POST", "OPTIONS"}),
-    "healthz": ("healthz", {"GET"}),
-}
+ALL_METHODS = {"GET", "POST", "DELETE", "HEAD", "PATCH", "PUT", "OPTIONS"}
 
 
 def _import_function_app(monkeypatch, document: dict):
-    import shared.functions
-
     monkeypatch.setenv("MCP_GATEWAY_CONFIG", json.dumps(document))
-    monkeypatch.setattr(shared.functions, "_gateway", None)
     sys.modules.pop("function_app", None)
     return importlib.import_module("function_app")
 
@@ -40,14 +32,12 @@ def function_app(monkeypatch):
     sys.modules.pop("function_app", None)
 
 
-def test_indexing_shows_the_routes_methods_and_anonymous_auth_level(function_app):
-    functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
-    assert set(functions) == set(EXPECTED_ROUTES)
-    for name, (route, methods) in EXPECTED_ROUTES.items():
-        trigger = functions[name].get_trigger()
-        assert trigger.route == route
-        assert {m.value for m in trigger.methods} == methods
-        assert trigger.auth_level == func.AuthLevel.ANONYMOUS
+def test_one_catch_all_function_takes_every_method_with_anonymous_auth_level(function_app):
+    (function,) = function_app.app.get_functions()
+    trigger = function.get_trigger()
+    assert trigger.route == "{*path}"
+    assert {m.value for m in trigger.methods} == ALL_METHODS
+    assert trigger.auth_level == func.AuthLevel.ANONYMOUS
 
 
 def test_every_function_uses_http_stream_types_never_the_buffering_ones(function_app):
@@ -61,11 +51,13 @@ def test_every_function_uses_http_stream_types_never_the_buffering_ones(function
     assert not isinstance(function_app.app, func.AsgiFunctionApp)
 
 
-def test_a_bad_config_fails_the_import_with_the_field_named(monkeypatch):
-    from shared.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=r"servers\.a\.anonymous"):
-        _import_function_app(monkeypatch, {"servers": {"a": {"url": "http://127.0.0.1:9/mcp"}}})
+async def test_a_bad_config_imports_and_answers_503_naming_the_field(monkeypatch):
+    module = _import_function_app(monkeypatch, {"servers": {"a": {"url": "http://127.0.0.1:9/mcp"}}})
+    gateway = module.app.get_functions()[0].get_user_function()
+    scope = {"type": "http", "method": "GET", "path": "/healthz", "headers": [(b"host", b"localhost")], "query_string": b""}
+    response = await gateway(Request(scope))
+    assert response.status_code == 503
+    assert "servers.a.anonymous" in json.loads(response.body)["error"]["message"]
     sys.modules.pop("function_app", None)
 
 
@@ -73,7 +65,7 @@ async def test_the_registered_function_streams_the_backends_sse(start_server, mo
     stream = EndlessEventStream(interval=0.02)
     backend = start_server(stream, lifespan="off")
     module = _import_function_app(monkeypatch, gateway_config({"live": anonymous(f"{backend.base_url}/mcp")}))
-    mcp = {f.get_function_name(): f for f in module.app.get_functions()}["mcp"].get_user_function()
+    mcp = module.app.get_functions()[0].get_user_function()
 
     leave = asyncio.Event()
 
@@ -104,5 +96,5 @@ async def test_the_registered_function_streams_the_backends_sse(start_server, mo
     assert len(bodies) >= 3, "events arrived one by one, not as one buffered body"
     assert b"".join(bodies).startswith(b"id: 1\ndata: tick 1\n\nid: 2\ndata: tick 2\n\nid: 3\ndata: tick 3\n\n")
     assert await asyncio.to_thread(stream.closed.wait, 10)
-    await module.gateway().aclose()
+    await module.front_door.gateway.aclose()
     sys.modules.pop("function_app", None)
