@@ -32,6 +32,7 @@ from .legacy_sse import MessageEndpoints
 from .outbound import BackendCredentials
 from .proxy import ProxyResponse, UpstreamClient, UpstreamTarget, open_upstream
 from .secrets import SecretStore
+from .signing import Signer
 
 logger = logging.getLogger("shared.app")
 access_log = logging.getLogger("shared.access")
@@ -60,7 +61,7 @@ class Gateway:
         self.guard = HostGuard.from_settings(config.gateway, environ)
         self.cors = CorsHandler(config.gateway.cors)
         self.upstream = UpstreamClient(config.gateway.ca_bundle)
-        self.message_endpoints = MessageEndpoints()
+        self.message_endpoints = MessageEndpoints(Signer.from_settings(environ))
         self._identity_http: httpx.AsyncClient | None = None
         self.startup_error: Exception | None = None
         self.secrets = SecretStore(config.gateway, environ=environ)
@@ -244,7 +245,7 @@ class Gateway:
         assert server is not None
         query = strip_query_params(request.scope.get("query_string", b""), self._dropped_query[server.name])
         if route.kind == "message":
-            target = UpstreamTarget.parse(self.message_endpoints.upstream_url(server)).with_query(query)
+            target = self.message_endpoints.upstream_target(server, self._targets[server.name], query)
         else:
             target = self._targets[server.name].with_query(query)
         client = request.scope.get("client")

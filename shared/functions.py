@@ -47,6 +47,13 @@ class FrontDoor:
             return cls(None, error)
         warn_about_risks(config)
         door = cls(create_app(config, environ=environ))
+        legacy = [s.name for s in config.servers.values() if s.transport == "sse" and s.message_url is None]
+        if legacy and not door.gateway.message_endpoints.signer.shared:  # type: ignore[union-attr]
+            logger.warning(
+                "legacy SSE server(s) %s: without MCP_GATEWAY_SIGNING_KEY, a message posted to another "
+                "instance than the one that opened its stream is refused",
+                ", ".join(sorted(legacy)),
+            )
         door.start()
         return door
 

@@ -44,6 +44,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Default Key Vault (https://NAME.vault.azure.net/) for secret references that name no vault.",
     ),
     Setting(
+        "MCP_GATEWAY_SIGNING_KEY",
+        "optional",
+        "At least 32 random characters shared by every instance: signs the legacy SSE message URLs the "
+        "gateway hands out, so a POST may land on any instance. Without it each process uses a random key.",
+    ),
+    Setting(
         "AZURE_CLIENT_ID",
         "bicep",
         "Client id of the user-assigned managed identity the gateway uses for Key Vault and backends.",

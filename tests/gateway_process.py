@@ -35,10 +35,12 @@ def _start(cmd: list[str], env: dict[str, str], prefix: str, timeout: float) -> 
         raise
 
 
-def start_gateway_process(document: dict[str, Any], *, timeout: float = 30.0) -> ServerHandle:
+def start_gateway_process(
+    document: dict[str, Any], *, env: dict[str, str] | None = None, timeout: float = 30.0
+) -> ServerHandle:
     config = _config_file(document)
     cmd = [sys.executable, "-m", "shared", "serve", "--config", str(config), "--port", "0", "--host", "127.0.0.1"]
-    return _start(cmd, {}, READY_PREFIX, timeout)
+    return _start(cmd, env or {}, READY_PREFIX, timeout)
 
 
 def start_functions_host(
