@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from shared.config.model import Timeouts
 from shared.settings import SETTING_NAMES, SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +30,7 @@ MAIN = INFRA / "main.bicep"
 PARAMETERS_FILE = INFRA / "main.parameters.json"
 CHECKOV_CONFIG = INFRA / ".checkov.yaml"
 AZURE_YAML = ROOT / "azure.yaml"
+HOST_JSON = ROOT / "host.json"
 LOCAL_SETTINGS_SAMPLE = ROOT / "local.settings.sample.json"
 INFRA_README = INFRA / "README.md"
 ROOT_README = ROOT / "README.md"
@@ -692,3 +694,33 @@ def test_outputs_are_the_documented_contract(parsed: dict[str, Any]) -> None:
     outputs = _template(parsed, MAIN)["outputs"]
     assert {"GATEWAY_URL", "IDENTITY_CLIENT_ID", "KEY_VAULT_URI"} <= set(outputs)
     assert outputs["GATEWAY_URL"]["value"].startswith("https://")
+
+
+# ---------------------------------------------------------------------------------------
+# 6. host.json lets streams live as long as the gateway keeps them open
+
+
+def _timespan_seconds(value: str) -> float | None:
+    """A host.json timespan ([d.]hh:mm:ss) in seconds; None for "-1" (unbounded)."""
+    if value == "-1":
+        return None
+    match = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)", value)
+    assert match, f"host.json functionTimeout {value!r} is not a timespan"
+    days, hours, minutes, seconds = match.groups()
+    return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def test_host_timeout_outlasts_the_idle_stream_default() -> None:
+    """A host timeout ends the execution and restarts the worker, taking every stream on the instance."""
+    host = json.loads(HOST_JSON.read_text(encoding="utf-8"))
+    # Flex Consumption's default when the property is absent is 30 minutes.
+    limit = _timespan_seconds(host.get("functionTimeout", "00:30:00"))
+    assert limit is None or limit > Timeouts().idle_stream, (
+        f"functionTimeout ({limit} s) ends SSE streams before timeouts.idleStream ({Timeouts().idle_stream} s)"
+    )
+
+
+def test_host_timeout_is_unbounded() -> None:
+    """A stream that keeps sending events is never idle: only an unbounded timeout leaves it to the gateway."""
+    host = json.loads(HOST_JSON.read_text(encoding="utf-8"))
+    assert host.get("functionTimeout") == "-1"
