@@ -29,6 +29,7 @@ param logLevel string = 'INFO'
 @allowed([
   '3.11'
   '3.12'
+  '3.13'
 ])
 param pythonVersion string = '3.11'
 
@@ -36,6 +37,16 @@ param pythonVersion string = '3.11'
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
+
+@description('Instances kept running for the HTTP functions, so a first connect meets no cold start (billed while idle). 0: scale to zero.')
+@minValue(0)
+@maxValue(1000)
+param alwaysReadyInstanceCount int = 1
+
+@description('Concurrent HTTP requests (open SSE streams included) one instance takes before the platform adds another. Python\'s platform default is 1.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 64
 
 @description('Memory of each instance in MB.')
 @allowed([
@@ -137,6 +148,8 @@ module functionApp 'modules/functionapp.bicep' = {
     }
     pythonVersion: pythonVersion
     maximumInstanceCount: maximumInstanceCount
+    alwaysReadyInstanceCount: alwaysReadyInstanceCount
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
     instanceMemoryMB: instanceMemoryMB
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId

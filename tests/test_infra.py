@@ -347,7 +347,8 @@ def test_function_app_is_flex_linux_https_with_identity(parsed: dict[str, Any]) 
     props = site["properties"]
     assert props["httpsOnly"] is True
     assert props["siteConfig"]["minTlsVersion"] == "1.2"
-    assert props["siteConfig"]["ftpsState"] == "Disabled"
+    # Flex Consumption has no FTPS and lists ftpsState among its deprecated properties.
+    assert "ftpsState" not in props["siteConfig"]
 
     fac = props["functionAppConfig"]
     assert fac["runtime"]["name"] == "python"
@@ -362,10 +363,43 @@ def test_python_version_is_a_parameter_defaulting_to_3_11(parsed: dict[str, Any]
         param = _param(template, "pythonVersion")
         assert param is not None
         assert param["default"] == "3.11"
-        assert _allowed(param) == ["3.11", "3.12"]
+        assert _allowed(param) == ["3.11", "3.12", "3.13"]
     runtime = _one(parsed, "Microsoft.Web/sites")["properties"]["functionAppConfig"]["runtime"]
     assert runtime["version"] == "pythonVersion"
     assert _main_module_for(parsed, "functionapp.bicep")["params"]["pythonVersion"] == "pythonVersion"
+
+
+def _wired_from_main(parsed: dict[str, Any], module_file: str, name: str) -> dict[str, Any]:
+    """The main.bicep parameter `name`, passed unchanged to the module parameter of the same name."""
+    param = _param(_template(parsed, MAIN), name)
+    assert param is not None, f"main.bicep has no parameter {name}"
+    assert _main_module_for(parsed, module_file)["params"].get(name) == name, f"main.bicep does not pass {name}"
+    return param
+
+
+def _bounds(param: dict[str, Any]) -> tuple[Any, Any]:
+    found = {deco["type"]: deco["argument"] for deco in param.get("decorators", [])}
+    return found.get("min_value"), found.get("max_value")
+
+
+def test_http_concurrency_suits_an_async_proxy(parsed: dict[str, Any]) -> None:
+    """Python's default on Flex is one request per instance: every open SSE stream would take an instance."""
+    scale = _one(parsed, "Microsoft.Web/sites")["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    assert scale["triggers"]["http"]["perInstanceConcurrency"] == "httpPerInstanceConcurrency"
+    param = _wired_from_main(parsed, "functionapp.bicep", "httpPerInstanceConcurrency")
+    # Microsoft's default for single-threaded event-loop workers (Node.js) at 2048 MB is 16.
+    assert param["default"] >= 16
+    assert _bounds(param) == (1, 1000)
+
+
+def test_always_ready_and_scale_limit_are_parameters(parsed: dict[str, Any]) -> None:
+    scale = _one(parsed, "Microsoft.Web/sites")["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    assert scale["alwaysReady"] == [{"name": "http", "instanceCount": "alwaysReadyInstanceCount"}]
+    assert scale["maximumInstanceCount"] == "maximumInstanceCount"
+    always_ready = _wired_from_main(parsed, "functionapp.bicep", "alwaysReadyInstanceCount")
+    maximum = _wired_from_main(parsed, "functionapp.bicep", "maximumInstanceCount")
+    assert _bounds(always_ready)[0] == 0 and always_ready["default"] >= 0
+    assert _bounds(maximum) == (1, 1000)
 
 
 def test_plan_is_flex_consumption(parsed: dict[str, Any]) -> None:

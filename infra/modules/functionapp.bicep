@@ -1,6 +1,7 @@
 // Flex Consumption (FC1) plan and the Linux function app that runs the gateway.
 // On Flex the runtime comes from functionAppConfig.runtime: FUNCTIONS_WORKER_RUNTIME and
-// FUNCTIONS_EXTENSION_VERSION must not be app settings (the platform rejects them).
+// FUNCTIONS_EXTENSION_VERSION must not be app settings (the platform rejects them), and
+// siteConfig properties Flex does not support (ftpsState, alwaysOn, ...) are left out.
 
 @description('Name of the function app.')
 param name string
@@ -21,6 +22,7 @@ param appTags object = {}
 @allowed([
   '3.11'
   '3.12'
+  '3.13'
 ])
 param pythonVersion string = '3.11'
 
@@ -28,6 +30,16 @@ param pythonVersion string = '3.11'
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
+
+@description('Instances kept running for the HTTP functions, so a first connect meets no cold start. 0: scale to zero.')
+@minValue(0)
+@maxValue(1000)
+param alwaysReadyInstanceCount int = 1
+
+@description('Concurrent HTTP requests (open SSE streams included) one instance takes before the platform adds another.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 64
 
 @description('Memory of each instance in MB.')
 @allowed([
@@ -108,7 +120,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       appSettings: [
         // Host storage through the managed identity: no connection string, no key.
@@ -171,6 +182,17 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        alwaysReady: [
+          {
+            name: 'http'
+            instanceCount: alwaysReadyInstanceCount
+          }
+        ]
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'
