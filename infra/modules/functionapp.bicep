@@ -55,9 +55,6 @@ param identityId string
 @description('Client id of the user-assigned identity.')
 param identityClientId string
 
-@description('Storage account for AzureWebJobsStorage and the deployment package.')
-param storageAccountName string
-
 @description('Blob endpoint of the storage account (https://NAME.blob.core.windows.net/).')
 param storageBlobEndpoint string
 
@@ -122,10 +119,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       http20Enabled: true
       appSettings: [
-        // Host storage through the managed identity: no connection string, no key.
+        // Host storage through the managed identity: no connection string, no key. The
+        // service URI comes from the account's own endpoints (sovereign clouds differ); an
+        // app with HTTP triggers only needs blob.
         {
-          name: 'AzureWebJobsStorage__accountName'
-          value: storageAccountName
+          name: 'AzureWebJobsStorage__blobServiceUri'
+          value: storageBlobEndpoint
         }
         {
           name: 'AzureWebJobsStorage__credential'
