@@ -1,6 +1,7 @@
 // The MCP gateway on Azure Functions Flex Consumption, with everything it needs:
 // one user-assigned identity, keyless storage, Key Vault (RBAC), Log Analytics and
-// Application Insights with Entra-authenticated ingestion.
+// Application Insights with Entra-authenticated ingestion, and optionally a virtual
+// network with private endpoints (vnetEnabled).
 // Written in the Bicep subset that pycep-parser 0.5.1 (checkov) parses: see README.md.
 
 targetScope = 'resourceGroup'
@@ -81,6 +82,21 @@ param deployerPrincipalId string = ''
 ])
 param deployerPrincipalType string = 'User'
 
+@description('Put the gateway in a virtual network: outbound traffic through a delegated subnet (for private backends in peered networks), storage and Key Vault behind private endpoints with public access off.')
+param vnetEnabled bool = false
+
+@description('Address space of the virtual network (vnetEnabled); must not overlap the networks you peer it with.')
+param vnetAddressPrefix string = '10.90.0.0/16'
+
+@description('Subnet of the app\'s outbound traffic, delegated to Microsoft.App/environments (vnetEnabled).')
+param appSubnetPrefix string = '10.90.0.0/24'
+
+@description('Subnet of the private endpoints (vnetEnabled).')
+param privateEndpointSubnetPrefix string = '10.90.1.0/24'
+
+@description('With vnetEnabled: IP ranges (CIDR) that may still reach Key Vault from outside the network, e.g. where you write secrets from. Empty: the vault is private.')
+param keyVaultAllowedIpRanges array = []
+
 @description('Tags applied to every resource.')
 param tags object = {}
 
@@ -121,6 +137,8 @@ module storage 'modules/storage.bicep' = {
     skuName: storageSkuName
     deploymentContainerName: deploymentContainerName
     principalId: identity.outputs.principalId
+    publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
+    networkDefaultAction: vnetEnabled ? 'Deny' : 'Allow'
   }
 }
 
@@ -133,6 +151,23 @@ module keyVault 'modules/keyvault.bicep' = {
     readerPrincipalId: identity.outputs.principalId
     secretsOfficerPrincipalId: deployerPrincipalId
     secretsOfficerPrincipalType: deployerPrincipalType
+    publicNetworkAccess: (vnetEnabled && empty(keyVaultAllowedIpRanges)) ? 'Disabled' : 'Enabled'
+    networkDefaultAction: vnetEnabled ? 'Deny' : 'Allow'
+    allowedIpRanges: vnetEnabled ? keyVaultAllowedIpRanges : []
+  }
+}
+
+module network 'modules/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  params: {
+    name: 'vnet-mcpgw-${resourceToken}'
+    location: location
+    tags: allTags
+    addressPrefix: vnetAddressPrefix
+    appSubnetPrefix: appSubnetPrefix
+    privateEndpointSubnetPrefix: privateEndpointSubnetPrefix
+    storageAccountId: storage.outputs.id
+    keyVaultId: keyVault.outputs.id
   }
 }
 
@@ -151,6 +186,7 @@ module functionApp 'modules/functionapp.bicep' = {
     alwaysReadyInstanceCount: alwaysReadyInstanceCount
     httpPerInstanceConcurrency: httpPerInstanceConcurrency
     instanceMemoryMB: instanceMemoryMB
+    virtualNetworkSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
     storageBlobEndpoint: storage.outputs.blobEndpoint

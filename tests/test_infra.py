@@ -411,6 +411,72 @@ def test_always_ready_and_scale_limit_are_parameters(parsed: dict[str, Any]) -> 
     assert _bounds(maximum) == (1, 1000)
 
 
+def _conditional(value: Any) -> tuple[Any, Any, Any]:
+    """`cond ? a : b` as pycep writes it, as (cond, a, b)."""
+    assert isinstance(value, dict) and value.get("operator", {}).get("type") == "conditional", value
+    operands = value["operator"]["operands"]
+    return operands["condition"], operands["true_value"], operands["false_value"]
+
+
+def _mentions(value: Any, name: str) -> bool:
+    return f'"{name}"' in json.dumps(value)
+
+
+def test_vnet_option_puts_the_app_in_a_delegated_subnet(parsed: dict[str, Any]) -> None:
+    param = _param(_template(parsed, MAIN), "vnetEnabled")
+    assert param is not None and param["type"] == "bool" and param["default"] is False
+    network = _template(parsed, MAIN)["modules"]["network"]
+    assert network["config"]["condition"] == "vnetEnabled"
+    (vnet,) = _resources(_template(parsed, INFRA / "modules" / "network.bicep"), "Microsoft.Network/virtualNetworks").values()
+    delegated = [
+        subnet["name"]
+        for subnet in _body(vnet)["properties"]["subnets"]
+        for delegation in subnet["properties"].get("delegations", [])
+        if delegation["properties"]["serviceName"] == "Microsoft.App/environments"
+    ]
+    assert len(delegated) == 1, "Flex Consumption needs one subnet delegated to Microsoft.App/environments"
+    site = _one(parsed, "Microsoft.Web/sites")["properties"]
+    condition, _, subnet_id = _conditional(site["virtualNetworkSubnetId"])
+    assert subnet_id == "virtualNetworkSubnetId" and _mentions(condition, "virtualNetworkSubnetId")
+    condition, on, off = _conditional(_main_module_for(parsed, "functionapp.bicep")["params"]["virtualNetworkSubnetId"])
+    assert condition == "vnetEnabled" and _accessor_path(on) == ["network", "outputs", "appSubnetId"] and off == ""
+
+
+def test_vnet_option_reaches_storage_and_key_vault_through_private_endpoints(parsed: dict[str, Any]) -> None:
+    template = _template(parsed, INFRA / "modules" / "network.bicep")
+    endpoints = _resources(template, "Microsoft.Network/privateEndpoints")
+    groups = {
+        group
+        for endpoint in endpoints.values()
+        for connection in _body(endpoint)["properties"]["privateLinkServiceConnections"]
+        for group in connection["properties"]["groupIds"]
+    }
+    assert groups == {"blob", "vault"}
+    zone_groups = _resources(template, "Microsoft.Network/privateEndpoints/privateDnsZoneGroups")
+    assert {_body(g)["parent"] for g in zone_groups.values()} == set(endpoints), "every endpoint registers in a DNS zone"
+    zones = _resources(template, "Microsoft.Network/privateDnsZones")
+    links = _resources(template, "Microsoft.Network/privateDnsZones/virtualNetworkLinks")
+    assert {_body(link)["parent"] for link in links.values()} == set(zones), "every zone is linked to the network"
+    names = json.dumps([_body(z)["name"] for z in zones.values()] + [template["variables"]])
+    assert "privatelink.blob." in names and "vaultcore" in names
+
+
+@pytest.mark.parametrize("module_file", ["storage.bicep", "keyvault.bicep"])
+def test_storage_and_key_vault_are_private_unless_there_is_no_network(parsed: dict[str, Any], module_file: str) -> None:
+    """Private by default in the module (what checkov sees); main.bicep opens them only without a network."""
+    template = _template(parsed, INFRA / "modules" / module_file)
+    (resource,) = [r for r in template["resources"].values() if r["type"].endswith(("/storageAccounts", "/vaults"))]
+    props = _body(resource)["properties"]
+    assert props["publicNetworkAccess"] == "publicNetworkAccess"
+    assert props["networkAcls"]["defaultAction"] == "networkDefaultAction"
+    assert template["parameters"]["publicNetworkAccess"]["default"] == "Disabled"
+    assert template["parameters"]["networkDefaultAction"]["default"] == "Deny"
+    params = _main_module_for(parsed, module_file)["params"]
+    condition, with_network, without = _conditional(params["publicNetworkAccess"])
+    assert _mentions(condition, "vnetEnabled") and (with_network, without) == ("Disabled", "Enabled")
+    assert _conditional(params["networkDefaultAction"]) == ("vnetEnabled", "Deny", "Allow")
+
+
 def test_plan_is_flex_consumption(parsed: dict[str, Any]) -> None:
     plan = _one(parsed, "Microsoft.Web/serverfarms")
     assert plan["sku"] == {"tier": "FlexConsumption", "name": "FC1"}

@@ -49,6 +49,9 @@ param httpPerInstanceConcurrency int = 64
 ])
 param instanceMemoryMB int = 2048
 
+@description('Subnet (delegated to Microsoft.App/environments) that carries the app\'s outbound traffic. Empty: no virtual network.')
+param virtualNetworkSubnetId string = ''
+
 @description('Resource id of the user-assigned identity.')
 param identityId string
 
@@ -114,6 +117,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
     keyVaultReferenceIdentity: identityId
+    // On Flex Consumption all outbound traffic then goes through the subnet.
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'

@@ -32,6 +32,25 @@ param secretsOfficerPrincipalId string = ''
 ])
 param secretsOfficerPrincipalType string = 'User'
 
+// Private by default: main.bicep opens the vault only when it deploys without a network, or
+// for the IP ranges it is given (where secrets are written from).
+@description('Enabled without a virtual network, or with allowedIpRanges; Disabled: private endpoint only.')
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+param publicNetworkAccess string = 'Disabled'
+
+@description('Default action of the vault firewall: Deny with a private endpoint, Allow without a network.')
+@allowed([
+  'Allow'
+  'Deny'
+])
+param networkDefaultAction string = 'Deny'
+
+@description('IP ranges (CIDR) let through the firewall when the default action is Deny.')
+param allowedIpRanges array = []
+
 var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
 var keyVaultSecretsOfficerRoleId = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
 
@@ -52,10 +71,13 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enabledForDeployment: false
     enabledForDiskEncryption: false
     enabledForTemplateDeployment: false
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: networkDefaultAction
+      ipRules: [for range in allowedIpRanges: {
+        value: range
+      }]
     }
   }
 }
@@ -80,5 +102,6 @@ resource secretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = i
   }
 }
 
+output id string = vault.id
 output name string = vault.name
 output uri string = vault.properties.vaultUri

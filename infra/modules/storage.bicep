@@ -28,6 +28,21 @@ param skuName string = 'Standard_LRS'
 @description('Principal id of the function app identity.')
 param principalId string
 
+// Private by default: main.bicep opens the account only when it deploys without a network.
+@description('Enabled only when the app has no virtual network and reaches the account over its public endpoint.')
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+param publicNetworkAccess string = 'Disabled'
+
+@description('Default action of the account firewall: Deny with a private endpoint, Allow without a network.')
+@allowed([
+  'Allow'
+  'Deny'
+])
+param networkDefaultAction string = 'Deny'
+
 // The data-plane role the Functions host needs with identity-based AzureWebJobsStorage. An
 // app with HTTP triggers only uses blobs (host locks and keys, the deployment package), so
 // the identity gets no queue or table role.
@@ -49,10 +64,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowCrossTenantReplication: false
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: networkDefaultAction
     }
     encryption: {
       keySource: 'Microsoft.Storage'
@@ -110,6 +125,7 @@ resource blobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+output id string = storage.id
 output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output deploymentContainerName string = deploymentContainer.name
