@@ -97,6 +97,18 @@ param privateEndpointSubnetPrefix string = '10.90.1.0/24'
 @description('With vnetEnabled: IP ranges (CIDR) that may still reach Key Vault from outside the network, e.g. where you write secrets from. Empty: the vault is private.')
 param keyVaultAllowedIpRanges array = []
 
+@description('Key Vault purge protection. Off by default: the vault holds only values you can issue again (subscription keys, client secrets), soft delete still recovers a deleted secret, and once on it can never be turned off and a deleted vault holds its name until the retention ends (azd down && azd up fails). Turn it on where policy demands it.')
+param keyVaultPurgeProtection bool = false
+
+@description('Days a deleted vault or secret stays recoverable (and, with purge protection, holds its name).')
+@minValue(7)
+@maxValue(90)
+param keyVaultRetentionInDays int = 90
+
+@description('Name of the Key Vault. Empty: derived from the environment (kv-<token>). Give a new one when the old name is held by a deleted, purge-protected vault.')
+@maxLength(24)
+param keyVaultName string = ''
+
 @description('Tags applied to every resource.')
 param tags object = {}
 
@@ -145,9 +157,11 @@ module storage 'modules/storage.bicep' = {
 module keyVault 'modules/keyvault.bicep' = {
   name: 'keyvault'
   params: {
-    name: 'kv-${resourceToken}'
+    name: empty(keyVaultName) ? 'kv-${resourceToken}' : keyVaultName
     location: location
     tags: allTags
+    enablePurgeProtection: keyVaultPurgeProtection
+    softDeleteRetentionInDays: keyVaultRetentionInDays
     readerPrincipalId: identity.outputs.principalId
     secretsOfficerPrincipalId: deployerPrincipalId
     secretsOfficerPrincipalType: deployerPrincipalType

@@ -499,12 +499,34 @@ def test_storage_denies_shared_keys_and_public_blobs(parsed: dict[str, Any]) -> 
     assert container["properties"]["publicAccess"] == "None"
 
 
-def test_key_vault_uses_rbac_with_purge_protection(parsed: dict[str, Any]) -> None:
+def test_key_vault_uses_rbac_and_soft_delete(parsed: dict[str, Any]) -> None:
     props = _one(parsed, "Microsoft.KeyVault/vaults")["properties"]
     assert props["enableRbacAuthorization"] is True
     assert props["enableSoftDelete"] is True
-    assert props["enablePurgeProtection"] is True
     assert "accessPolicies" not in props
+
+
+def test_key_vault_purge_protection_is_a_parameter(parsed: dict[str, Any]) -> None:
+    """Always-on purge protection reserved the fixed vault name for 90 days: `azd down && azd up` failed."""
+    props = _one(parsed, "Microsoft.KeyVault/vaults")["properties"]
+    # The vault API accepts true or nothing: "false" is refused, since the protection is irreversible.
+    assert _conditional(props["enablePurgeProtection"]) == ("enablePurgeProtection", True, None)
+    assert props["softDeleteRetentionInDays"] == "softDeleteRetentionInDays"
+    main = _template(parsed, MAIN)
+    purge = _param(main, "keyVaultPurgeProtection")
+    assert purge is not None and purge["type"] == "bool" and purge["default"] is False
+    params = _main_module_for(parsed, "keyvault.bicep")["params"]
+    assert params["enablePurgeProtection"] == "keyVaultPurgeProtection"
+    assert params["softDeleteRetentionInDays"] == "keyVaultRetentionInDays"
+    assert _bounds(_param(main, "keyVaultRetentionInDays")) == (7, 90)
+
+
+def test_key_vault_name_can_be_replaced(parsed: dict[str, Any]) -> None:
+    """A new name is the way back when the old one is held by a purge-protected deleted vault."""
+    name = _param(_template(parsed, MAIN), "keyVaultName")
+    assert name is not None and name["default"] == ""
+    condition, derived, given = _conditional(_main_module_for(parsed, "keyvault.bicep")["params"]["name"])
+    assert _mentions(condition, "keyVaultName") and given == "keyVaultName" and "resourceToken" in json.dumps(derived)
 
 
 def test_monitoring_ingests_with_entra_only(parsed: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 // Key Vault for the gateway's secrets (subscription keys, backend client secrets). RBAC mode
-// only: no access policies. Soft delete and purge protection keep a deleted secret
-// recoverable, which also means a vault name stays reserved for the retention period.
+// only: no access policies. Soft delete keeps a deleted secret (or vault) recoverable for the
+// retention period. Purge protection is a parameter: once on it cannot be turned off, and a
+// deleted vault then holds its name until the retention period ends.
 
 @description('Name of the Key Vault (3-24 characters).')
 @minLength(3)
@@ -17,6 +18,9 @@ param tags object = {}
 @minValue(7)
 @maxValue(90)
 param softDeleteRetentionInDays int = 90
+
+@description('Forbid purging a deleted vault or secret before the retention period ends. Cannot be turned off once on.')
+param enablePurgeProtection bool = false
 
 @description('Principal id of the gateway identity (gets Key Vault Secrets User).')
 param readerPrincipalId string
@@ -67,7 +71,8 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: softDeleteRetentionInDays
-    enablePurgeProtection: true
+    // ARM takes true or null here: false is refused on a vault that never had it.
+    enablePurgeProtection: enablePurgeProtection ? true : null
     enabledForDeployment: false
     enabledForDiskEncryption: false
     enabledForTemplateDeployment: false
