@@ -109,6 +109,9 @@ param keyVaultRetentionInDays int = 90
 @maxLength(24)
 param keyVaultName string = ''
 
+@description('Where alerts (failed /healthz, 5xx answers, Key Vault 403s) are mailed. Empty: they show in the portal only.')
+param alertEmail string = ''
+
 @description('Tags applied to every resource.')
 param tags object = {}
 
@@ -163,6 +166,7 @@ module keyVault 'modules/keyvault.bicep' = {
     enablePurgeProtection: keyVaultPurgeProtection
     softDeleteRetentionInDays: keyVaultRetentionInDays
     readerPrincipalId: identity.outputs.principalId
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
     secretsOfficerPrincipalId: deployerPrincipalId
     secretsOfficerPrincipalType: deployerPrincipalType
     publicNetworkAccess: (vnetEnabled && empty(keyVaultAllowedIpRanges)) ? 'Disabled' : 'Enabled'
@@ -206,9 +210,23 @@ module functionApp 'modules/functionapp.bicep' = {
     storageBlobEndpoint: storage.outputs.blobEndpoint
     deploymentContainerName: storage.outputs.deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
     keyVaultUri: keyVault.outputs.uri
     gatewayConfig: gatewayConfig
     logLevel: logLevel
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    nameSuffix: resourceToken
+    location: location
+    tags: allTags
+    gatewayHostName: functionApp.outputs.defaultHostName
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    keyVaultId: keyVault.outputs.id
+    alertEmail: alertEmail
   }
 }
 

@@ -536,6 +536,55 @@ def test_monitoring_ingests_with_entra_only(parsed: dict[str, Any]) -> None:
     _one(parsed, "Microsoft.OperationalInsights/workspaces")
 
 
+def _diagnostic_logs(parsed: dict[str, Any], module_file: str) -> tuple[str, set[str], Any]:
+    """(scope, log categories, workspace) of the one diagnostic setting in a module."""
+    template = _template(parsed, INFRA / "modules" / module_file)
+    (setting,) = [_body(r) for r in _resources(template, "Microsoft.Insights/diagnosticSettings").values()]
+    categories = {log["category"] for log in setting["properties"]["logs"] if log["enabled"] is True}
+    return setting["scope"], categories, setting["properties"]["workspaceId"]
+
+
+@pytest.mark.parametrize(
+    ("module_file", "scope", "category"),
+    [("functionapp.bicep", "functionApp", "FunctionAppLogs"), ("keyvault.bicep", "vault", "AuditEvent")],
+)
+def test_diagnostics_reach_log_analytics(parsed: dict[str, Any], module_file: str, scope: str, category: str) -> None:
+    found_scope, categories, workspace = _diagnostic_logs(parsed, module_file)
+    assert found_scope == scope and category in categories
+    wired = _main_module_for(parsed, module_file)["params"][workspace]
+    assert _accessor_path(wired) == ["monitoring", "outputs", "logAnalyticsId"]
+
+
+def test_healthz_is_probed_from_several_regions(parsed: dict[str, Any]) -> None:
+    test = _one(parsed, "Microsoft.Insights/webtests")
+    assert test["kind"] == "standard" and test["properties"]["Kind"] == "standard"
+    assert test["properties"]["Request"]["RequestUrl"] == "https://${gatewayHostName}/healthz"
+    assert test["properties"]["ValidationRules"]["ExpectedHttpStatusCode"] == 200
+    assert "hidden-link:${applicationInsightsId}" in json.dumps(test["tags"]), "a web test must link its component"
+    alerts = _template(parsed, INFRA / "modules" / "alerts.bicep")["parameters"]
+    assert len(alerts["testLocations"]["default"]) >= 2
+    host = _main_module_for(parsed, "alerts.bicep")["params"]["gatewayHostName"]
+    assert _accessor_path(host) == ["functionApp", "outputs", "defaultHostName"]
+
+
+def test_failures_raise_alerts(parsed: dict[str, Any]) -> None:
+    metric_alerts = [_body(r)["properties"] for _, _, r in _all_resources(parsed, "Microsoft.Insights/metricAlerts")]
+    kinds = {a["criteria"]["'odata.type'"] for a in metric_alerts}
+    assert "Microsoft.Azure.Monitor.WebtestLocationAvailabilityCriteria" in kinds, "no alert on the /healthz test"
+    forbidden = [
+        c
+        for a in metric_alerts
+        if a["criteria"]["'odata.type'"].endswith("MultipleMetricCriteria")
+        for c in a["criteria"]["allOf"]
+        if c["metricName"] == "ServiceApiResult"
+    ]
+    assert forbidden and forbidden[0]["dimensions"] == [{"name": "StatusCode", "operator": "Include", "values": ["403"]}]
+    (server_errors,) = [_body(r)["properties"] for _, _, r in _all_resources(parsed, "Microsoft.Insights/scheduledQueryRules")]
+    query = server_errors["criteria"]["allOf"][0]["query"]
+    assert re.search(r"resultCode\)?\s*>=\s*500", query), query
+    assert _param(_template(parsed, MAIN), "alertEmail")["default"] == ""
+
+
 def test_every_role_assignment_has_guid_name_and_principal_type(parsed: dict[str, Any]) -> None:
     found = 0
     for path in BICEP_FILES:

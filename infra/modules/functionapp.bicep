@@ -67,6 +67,9 @@ param deploymentContainerName string
 @description('Application Insights component that receives telemetry.')
 param applicationInsightsName string
 
+@description('Log Analytics workspace that receives the function app\'s logs (FunctionAppLogs).')
+param logAnalyticsWorkspaceId string
+
 @description('Default Key Vault URL for secret references (MCP_GATEWAY_KEY_VAULT_URL).')
 param keyVaultUri string
 
@@ -203,6 +206,27 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         version: pythonVersion
       }
     }
+  }
+}
+
+// The host's and the gateway's logs in Log Analytics, next to Key Vault's audit events.
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: functionApp
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'FunctionAppLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
   }
 }
 

@@ -55,6 +55,9 @@ param networkDefaultAction string = 'Deny'
 @description('IP ranges (CIDR) let through the firewall when the default action is Deny.')
 param allowedIpRanges array = []
 
+@description('Log Analytics workspace that receives the vault\'s audit events (every secret read, and every refusal).')
+param logAnalyticsWorkspaceId string
+
 var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
 var keyVaultSecretsOfficerRoleId = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
 
@@ -84,6 +87,26 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
         value: range
       }]
     }
+  }
+}
+
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: vault
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'AuditEvent'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
   }
 }
 
