@@ -233,6 +233,15 @@ module alerts 'modules/alerts.bicep' = {
 @description('Base URL of the gateway; MCP servers are at GATEWAY_URL/mcp/<server>.')
 output GATEWAY_URL string = 'https://${functionApp.outputs.defaultHostName}'
 
+@description('MCP servers are at MCP_BASE_URL/<server>: the URL an MCP client (VS Code mcp.json) is given.')
+output MCP_BASE_URL string = 'https://${functionApp.outputs.defaultHostName}/mcp'
+
+@description('Protected resource metadata (RFC 9728) of a server that takes Entra tokens: PROTECTED_RESOURCE_METADATA_URL/<server>.')
+output PROTECTED_RESOURCE_METADATA_URL string = 'https://${functionApp.outputs.defaultHostName}/.well-known/oauth-protected-resource/mcp'
+
+@description('Entra tenant of the subscription: auth.entra.tenantId in the gateway config.')
+output ENTRA_TENANT_ID string = tenant().tenantId
+
 @description('Name of the function app (for func azure functionapp publish / az functionapp).')
 output FUNCTION_APP_NAME string = functionApp.outputs.name
 

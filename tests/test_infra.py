@@ -888,6 +888,17 @@ def test_outputs_are_the_documented_contract(parsed: dict[str, Any]) -> None:
     assert outputs["GATEWAY_URL"]["value"].startswith("https://")
 
 
+def test_outputs_name_what_an_mcp_client_and_the_config_need(parsed: dict[str, Any]) -> None:
+    outputs = _template(parsed, MAIN)["outputs"]
+    base = outputs["GATEWAY_URL"]["value"]
+    assert outputs["MCP_BASE_URL"]["value"] == base + "/mcp"
+    assert outputs["PROTECTED_RESOURCE_METADATA_URL"]["value"] == base + "/.well-known/oauth-protected-resource/mcp"
+    # Not AZURE_TENANT_ID: azd exports outputs to its environment, where azure-identity would read it.
+    tenant = outputs["ENTRA_TENANT_ID"]["value"]
+    assert _function(tenant) == "tenant" and "tenantId" in json.dumps(tenant), tenant
+    assert not any(name.startswith("AZURE_") for name in outputs)
+
+
 # ---------------------------------------------------------------------------------------
 # 6. host.json lets streams live as long as the gateway keeps them open
 
