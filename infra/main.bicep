@@ -14,8 +14,8 @@ param environmentName string
 @description('Azure region of the resources; must offer Flex Consumption.')
 param location string = resourceGroup().location
 
-@description('MCP_GATEWAY_CONFIG: the gateway config JSON document (inline), or a path to a JSON file deployed with the code. Holds no secrets: it references Key Vault.')
-param gatewayConfig string
+@description('MCP_GATEWAY_CONFIG: path of the gateway config file, relative to the project root, deployed with the code (the app reads it beside function_app.py). Never the JSON itself: azd\'s parameter substitution breaks inline JSON.')
+param gatewayConfigFile string = 'gateway.json'
 
 @description('MCP_GATEWAY_LOG_LEVEL: level of the gateway loggers.')
 @allowed([
@@ -212,7 +212,7 @@ module functionApp 'modules/functionapp.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
     keyVaultUri: keyVault.outputs.uri
-    gatewayConfig: gatewayConfig
+    gatewayConfigFile: gatewayConfigFile
     logLevel: logLevel
   }
 }

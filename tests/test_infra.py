@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from infra_tools import infra_bin, load_yaml
 from shared.config.model import Timeouts
 from shared.settings import SETTING_NAMES, SETTINGS
 
@@ -66,18 +67,6 @@ BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 # The infra venv and the tools in it
 
 
-def _infra_bin(tool: str) -> Path:
-    venv = Path(os.environ.get("INFRA_VENV") or ROOT / ".venv-infra")
-    path = venv / "bin" / tool
-    if not path.exists():
-        message = (
-            f"{path} is missing: python3.11 -m venv {venv} && "
-            f"{venv}/bin/pip install -r requirements-infra.txt"
-        )
-        pytest.fail(message + "  (./scripts/test installs it)")
-    return path
-
-
 # Runs inside the infra venv: parse each file given, print {path: template | {"error": ...}}.
 _PARSE_SCRIPT = """
 import json, sys
@@ -98,7 +87,7 @@ json.dump(out, sys.stdout, default=str)
 @pytest.fixture(scope="module")
 def parsed() -> dict[str, Any]:
     """Every .bicep file under infra/, parsed by pycep in a subprocess, keyed by relative path."""
-    python = _infra_bin("python")
+    python = infra_bin("python")
     names = [str(p.relative_to(ROOT)) for p in BICEP_FILES]
     try:
         proc = subprocess.run(
@@ -122,7 +111,7 @@ def _template(parsed: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def _run_checkov(directory: Path, *extra: str) -> dict[str, Any]:
-    checkov = _infra_bin("checkov")
+    checkov = infra_bin("checkov")
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "LOG_LEVEL": "WARNING"}
     env.pop("BC_API_KEY", None)
     cmd = [str(checkov), "--framework", "bicep", "--skip-download", "-d", str(directory)]
@@ -727,40 +716,16 @@ def test_code_reads_only_listed_settings() -> None:
 # 5. local.settings.sample.json, azure.yaml, the parameters file and the READMEs agree
 
 
-def _simple_yaml(text: str) -> dict[str, Any]:
-    """Nested `key: value` mappings only (azure.yaml needs no more); anything else fails."""
-    root: dict[str, Any] = {}
-    stack: list[tuple[int, dict[str, Any]]] = [(-1, root)]
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
-        if not line.strip():
-            continue
-        indent = len(line) - len(line.lstrip())
-        match = re.fullmatch(r"([\w.-]+):(?:\s+(.*))?", line.strip())
-        assert match, f"azure.yaml: unsupported line {raw!r}"
-        while stack[-1][0] >= indent:
-            stack.pop()
-        key, value = match.group(1), match.group(2)
-        if value is None:
-            child: dict[str, Any] = {}
-            stack[-1][1][key] = child
-            stack.append((indent, child))
-        else:
-            stack[-1][1][key] = value.strip("'\"")
-    return root
-
-
 @lru_cache(maxsize=None)
 def _azure_yaml_service() -> tuple[str, tuple[tuple[str, str], ...]]:
-    doc = _simple_yaml(AZURE_YAML.read_text(encoding="utf-8"))
-    services = doc["services"]
+    services = load_yaml(AZURE_YAML)["services"]
     assert len(services) == 1, services
     (name, service), = services.items()
     return name, tuple(sorted(service.items()))
 
 
 def test_azure_yaml_deploys_the_gateway_with_this_infra() -> None:
-    doc = _simple_yaml(AZURE_YAML.read_text(encoding="utf-8"))
+    doc = load_yaml(AZURE_YAML)
     name, service = _azure_yaml_service()
     assert name == "gateway"
     assert dict(service) == {"project": ".", "language": "python", "host": "function"}

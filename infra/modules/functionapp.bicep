@@ -73,8 +73,8 @@ param logAnalyticsWorkspaceId string
 @description('Default Key Vault URL for secret references (MCP_GATEWAY_KEY_VAULT_URL).')
 param keyVaultUri string
 
-@description('MCP_GATEWAY_CONFIG: the gateway config JSON document (inline), or a path to a JSON file deployed with the code. Holds no secrets: it references Key Vault.')
-param gatewayConfig string
+@description('MCP_GATEWAY_CONFIG: path of the gateway config file deployed with the code, relative to the app root.')
+param gatewayConfigFile string
 
 @description('MCP_GATEWAY_LOG_LEVEL: level of the gateway loggers.')
 @allowed([
@@ -159,7 +159,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         // The gateway's own settings (shared/settings.py).
         {
           name: 'MCP_GATEWAY_CONFIG'
-          value: gatewayConfig
+          value: gatewayConfigFile
         }
         {
           name: 'MCP_GATEWAY_KEY_VAULT_URL'
