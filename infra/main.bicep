@@ -49,6 +49,16 @@ param alwaysReadyInstanceCount int = 1
 @maxValue(1000)
 param httpPerInstanceConcurrency int = 64
 
+@description('How deployments and setting changes reach running instances: Recreate (restart all; open streams end) or RollingUpdate (preview: drain in batches, open streams continue on the old instances).')
+@allowed([
+  'Recreate'
+  'RollingUpdate'
+])
+param siteUpdateStrategy string = 'Recreate'
+
+@description('MCP_GATEWAY_ACCESS_LOG: one log line per request (method, path, server, status, ms); the Functions host records requests already.')
+param accessLog bool = false
+
 @description('Memory of each instance in MB.')
 @allowed([
   512
@@ -203,6 +213,8 @@ module functionApp 'modules/functionapp.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     alwaysReadyInstanceCount: alwaysReadyInstanceCount
     httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    siteUpdateStrategy: siteUpdateStrategy
+    accessLog: accessLog
     instanceMemoryMB: instanceMemoryMB
     virtualNetworkSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
     identityId: identity.outputs.id

@@ -466,6 +466,20 @@ def test_storage_and_key_vault_are_private_unless_there_is_no_network(parsed: di
     assert _conditional(params["networkDefaultAction"]) == ("vnetEnabled", "Deny", "Allow")
 
 
+def test_deployment_strategy_is_a_parameter(parsed: dict[str, Any]) -> None:
+    """Recreate restarts every instance (every open stream ends); RollingUpdate drains them."""
+    fac = _one(parsed, "Microsoft.Web/sites")["properties"]["functionAppConfig"]
+    assert fac["siteUpdateStrategy"] == {"type": "siteUpdateStrategy"}
+    param = _wired_from_main(parsed, "functionapp.bicep", "siteUpdateStrategy")
+    assert _allowed(param) == ["Recreate", "RollingUpdate"] and param["default"] == "Recreate"
+
+
+def test_access_log_is_a_parameter_not_a_hand_made_setting(parsed: dict[str, Any]) -> None:
+    """Provisioning replaces the app settings: a setting added by hand is gone after the next one."""
+    assert _conditional(_app_settings(parsed)["MCP_GATEWAY_ACCESS_LOG"]) == ("accessLog", "true", "false")
+    assert _wired_from_main(parsed, "functionapp.bicep", "accessLog")["default"] is False
+
+
 def test_plan_is_flex_consumption(parsed: dict[str, Any]) -> None:
     plan = _one(parsed, "Microsoft.Web/serverfarms")
     assert plan["sku"] == {"tier": "FlexConsumption", "name": "FC1"}

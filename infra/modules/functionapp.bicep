@@ -52,6 +52,16 @@ param instanceMemoryMB int = 2048
 @description('Subnet (delegated to Microsoft.App/environments) that carries the app\'s outbound traffic. Empty: no virtual network.')
 param virtualNetworkSubnetId string = ''
 
+@description('How code and setting changes reach running instances: Recreate restarts them all at once (open streams end), RollingUpdate (preview) drains them in batches.')
+@allowed([
+  'Recreate'
+  'RollingUpdate'
+])
+param siteUpdateStrategy string = 'Recreate'
+
+@description('MCP_GATEWAY_ACCESS_LOG: one log line per request from the gateway itself.')
+param accessLog bool = false
+
 @description('Resource id of the user-assigned identity.')
 param identityId string
 
@@ -170,6 +180,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: logLevel
         }
         {
+          name: 'MCP_GATEWAY_ACCESS_LOG'
+          value: accessLog ? 'true' : 'false'
+        }
+        {
           name: 'AZURE_CLIENT_ID'
           value: identityClientId
         }
@@ -204,6 +218,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       runtime: {
         name: 'python'
         version: pythonVersion
+      }
+      siteUpdateStrategy: {
+        type: siteUpdateStrategy
       }
     }
   }
