@@ -781,6 +781,21 @@ def test_parameters_file_maps_setting_variables_to_their_settings(parsed: dict[s
     assert checked >= 1
 
 
+def test_parameters_file_defaults_match_the_bicep(parsed: dict[str, Any]) -> None:
+    """`${VAR=default}` repeats a Bicep default for azd: the two must not drift apart."""
+    main_params = _template(parsed, MAIN)["parameters"]
+    given = json.loads(PARAMETERS_FILE.read_text(encoding="utf-8"))["parameters"]
+    checked = 0
+    for name, entry in given.items():
+        match = re.fullmatch(r"\$\{\w+=(.*)\}", entry["value"])
+        if match:
+            default = main_params[name]["default"]
+            expected = json.dumps(default) if isinstance(default, bool) else str(default)
+            assert match.group(1) == expected, f"{name}: parameters file says {match.group(1)}, main.bicep {expected}"
+            checked += 1
+    assert checked >= 5
+
+
 def _deployment_readmes() -> list[Path]:
     readmes = [INFRA_README]
     if ROOT_README.exists() and re.search(r"az deployment group create|azd up", ROOT_README.read_text(encoding="utf-8")):
@@ -816,6 +831,57 @@ def test_infra_readme_walks_through_the_deployment() -> None:
     ]:
         assert step in text, f"infra/README.md does not show {step!r}"
     assert "func azure functionapp publish" in text or "config-zip" in text
+
+
+def _in_order(text: str, steps: list[str]) -> None:
+    position = 0
+    for step in steps:
+        found = text.find(step, position)
+        assert found >= 0, f"infra/README.md: {step!r} missing, or not after the step before it"
+        position = found + len(step)
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    following = text.find("\n## ", start + len(heading))
+    return text[start : following if following >= 0 else len(text)]
+
+
+def test_infra_readme_walks_from_azd_init_to_a_vs_code_tool_call() -> None:
+    text = _section(INFRA_README.read_text(encoding="utf-8"), "## From a checkout to a VS Code tool call")
+    _in_order(text, [
+        "azd init",
+        "infra/scripts/entra-app.sh",
+        "cp gateway.azure.sample.json gateway.json",
+        '"entra"',
+        "azd up",
+        "azd env get-value MCP_BASE_URL",
+        ".vscode/mcp.json",
+        "sign in",
+        "tool",
+    ])
+    snippets = [json.loads(m) for m in re.findall(r"```json\n(.*?)```", text, re.S) if '"type": "http"' in m]
+    assert snippets, "no VS Code mcp.json snippet"
+    (server,) = snippets[-1]["servers"].values()
+    assert server["type"] == "http" and "/mcp/" in server["url"]
+
+
+def test_infra_readme_checks_the_config_before_every_az_cli_publish() -> None:
+    text = _section(INFRA_README.read_text(encoding="utf-8"), "## The same with the az CLI")
+    _in_order(text, ["az login", "infra/scripts/entra-app.sh", "cp gateway.azure.sample.json gateway.json",
+                     "az deployment group create"])
+    publishes = [line for line in text.splitlines() if "functionapp publish" in line or "config-zip" in line]
+    assert publishes
+    for line in publishes:
+        command = text.index(line) + max(line.find("functionapp publish"), line.find("config-zip"))
+        check = text.rfind("infra/scripts/check_config.py", 0, command)
+        assert check >= 0 and "&&" in text[check:command], f"not gated by the config check: {line}"
+
+
+def test_infra_readme_is_for_users() -> None:
+    """No notes about the machines the tests run on: users deploy from their own."""
+    text = INFRA_README.read_text(encoding="utf-8")
+    assert not re.search(r"test machines?|machines that run the tests|(cannot|can.t|can) be installed|not installable", text, re.I)
 
 
 @pytest.mark.parametrize("readme", _deployment_readmes(), ids=lambda p: str(p.relative_to(ROOT)))
