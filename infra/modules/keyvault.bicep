@@ -83,8 +83,8 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     networkAcls: {
       bypass: 'AzureServices'
       defaultAction: networkDefaultAction
-      ipRules: [for range in allowedIpRanges: {
-        value: range
+      ipRules: [for ipRange in allowedIpRanges: {
+        value: ipRange
       }]
     }
   }
