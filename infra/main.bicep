@@ -1,6 +1,7 @@
 // The MCP gateway on Azure Functions Flex Consumption, with everything it needs:
 // one user-assigned identity, keyless storage, Key Vault (RBAC), Log Analytics and
-// Application Insights with Entra-authenticated ingestion.
+// Application Insights with Entra-authenticated ingestion, and optionally a virtual
+// network with private endpoints (vnetEnabled).
 // Written in the Bicep subset that pycep-parser 0.5.1 (checkov) parses: see README.md.
 
 targetScope = 'resourceGroup'
@@ -13,8 +14,8 @@ param environmentName string
 @description('Azure region of the resources; must offer Flex Consumption.')
 param location string = resourceGroup().location
 
-@description('MCP_GATEWAY_CONFIG: the gateway config JSON document (inline), or a path to a JSON file deployed with the code. Holds no secrets: it references Key Vault.')
-param gatewayConfig string
+@description('MCP_GATEWAY_CONFIG: path of the gateway config file, relative to the project root, deployed with the code (the app reads it beside function_app.py). Never the JSON itself: azd\'s parameter substitution breaks inline JSON.')
+param gatewayConfigFile string = 'gateway.json'
 
 @description('MCP_GATEWAY_LOG_LEVEL: level of the gateway loggers.')
 @allowed([
@@ -29,6 +30,7 @@ param logLevel string = 'INFO'
 @allowed([
   '3.11'
   '3.12'
+  '3.13'
 ])
 param pythonVersion string = '3.11'
 
@@ -36,6 +38,26 @@ param pythonVersion string = '3.11'
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
+
+@description('Instances kept running for the HTTP functions, so a first connect meets no cold start (billed while idle). 0: scale to zero.')
+@minValue(0)
+@maxValue(1000)
+param alwaysReadyInstanceCount int = 1
+
+@description('Concurrent HTTP requests (open SSE streams included) one instance takes before the platform adds another. Python\'s platform default is 1.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 64
+
+@description('How deployments and setting changes reach running instances: Recreate (restart all; open streams end) or RollingUpdate (preview: drain in batches, open streams continue on the old instances).')
+@allowed([
+  'Recreate'
+  'RollingUpdate'
+])
+param siteUpdateStrategy string = 'Recreate'
+
+@description('MCP_GATEWAY_ACCESS_LOG: one log line per request (method, path, server, status, ms); the Functions host records requests already.')
+param accessLog bool = false
 
 @description('Memory of each instance in MB.')
 @allowed([
@@ -69,6 +91,36 @@ param deployerPrincipalId string = ''
   'ServicePrincipal'
 ])
 param deployerPrincipalType string = 'User'
+
+@description('Put the gateway in a virtual network: outbound traffic through a delegated subnet (for private backends in peered networks), storage and Key Vault behind private endpoints with public access off.')
+param vnetEnabled bool = false
+
+@description('Address space of the virtual network (vnetEnabled); must not overlap the networks you peer it with.')
+param vnetAddressPrefix string = '10.90.0.0/16'
+
+@description('Subnet of the app\'s outbound traffic, delegated to Microsoft.App/environments (vnetEnabled).')
+param appSubnetPrefix string = '10.90.0.0/24'
+
+@description('Subnet of the private endpoints (vnetEnabled).')
+param privateEndpointSubnetPrefix string = '10.90.1.0/24'
+
+@description('With vnetEnabled: IP ranges (CIDR) that may still reach Key Vault from outside the network, e.g. where you write secrets from. Empty: the vault is private.')
+param keyVaultAllowedIpRanges array = []
+
+@description('Key Vault purge protection. Off by default: the vault holds only values you can issue again (subscription keys, client secrets), soft delete still recovers a deleted secret, and once on it can never be turned off and a deleted vault holds its name until the retention ends (azd down && azd up fails). Turn it on where policy demands it.')
+param keyVaultPurgeProtection bool = false
+
+@description('Days a deleted vault or secret stays recoverable (and, with purge protection, holds its name).')
+@minValue(7)
+@maxValue(90)
+param keyVaultRetentionInDays int = 90
+
+@description('Name of the Key Vault. Empty: derived from the environment (kv-<token>). Give a new one when the old name is held by a deleted, purge-protected vault.')
+@maxLength(24)
+param keyVaultName string = ''
+
+@description('Where alerts (failed /healthz, 5xx answers, Key Vault 403s) are mailed. Empty: they show in the portal only.')
+param alertEmail string = ''
 
 @description('Tags applied to every resource.')
 param tags object = {}
@@ -110,18 +162,40 @@ module storage 'modules/storage.bicep' = {
     skuName: storageSkuName
     deploymentContainerName: deploymentContainerName
     principalId: identity.outputs.principalId
+    publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
+    networkDefaultAction: vnetEnabled ? 'Deny' : 'Allow'
   }
 }
 
 module keyVault 'modules/keyvault.bicep' = {
   name: 'keyvault'
   params: {
-    name: 'kv-${resourceToken}'
+    name: empty(keyVaultName) ? 'kv-${resourceToken}' : keyVaultName
     location: location
     tags: allTags
+    enablePurgeProtection: keyVaultPurgeProtection
+    softDeleteRetentionInDays: keyVaultRetentionInDays
     readerPrincipalId: identity.outputs.principalId
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
     secretsOfficerPrincipalId: deployerPrincipalId
     secretsOfficerPrincipalType: deployerPrincipalType
+    publicNetworkAccess: (vnetEnabled && empty(keyVaultAllowedIpRanges)) ? 'Disabled' : 'Enabled'
+    networkDefaultAction: vnetEnabled ? 'Deny' : 'Allow'
+    allowedIpRanges: vnetEnabled ? keyVaultAllowedIpRanges : []
+  }
+}
+
+module network 'modules/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  params: {
+    name: 'vnet-mcpgw-${resourceToken}'
+    location: location
+    tags: allTags
+    addressPrefix: vnetAddressPrefix
+    appSubnetPrefix: appSubnetPrefix
+    privateEndpointSubnetPrefix: privateEndpointSubnetPrefix
+    storageAccountId: storage.outputs.id
+    keyVaultId: keyVault.outputs.id
   }
 }
 
@@ -137,21 +211,48 @@ module functionApp 'modules/functionapp.bicep' = {
     }
     pythonVersion: pythonVersion
     maximumInstanceCount: maximumInstanceCount
+    alwaysReadyInstanceCount: alwaysReadyInstanceCount
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    siteUpdateStrategy: siteUpdateStrategy
+    accessLog: accessLog
     instanceMemoryMB: instanceMemoryMB
+    virtualNetworkSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
-    storageAccountName: storage.outputs.name
     storageBlobEndpoint: storage.outputs.blobEndpoint
     deploymentContainerName: storage.outputs.deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
     keyVaultUri: keyVault.outputs.uri
-    gatewayConfig: gatewayConfig
+    gatewayConfigFile: gatewayConfigFile
     logLevel: logLevel
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    nameSuffix: resourceToken
+    location: location
+    tags: allTags
+    gatewayHostName: functionApp.outputs.defaultHostName
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    keyVaultId: keyVault.outputs.id
+    alertEmail: alertEmail
   }
 }
 
 @description('Base URL of the gateway; MCP servers are at GATEWAY_URL/mcp/<server>.')
 output GATEWAY_URL string = 'https://${functionApp.outputs.defaultHostName}'
+
+@description('MCP servers are at MCP_BASE_URL/<server>: the URL an MCP client (VS Code mcp.json) is given.')
+output MCP_BASE_URL string = 'https://${functionApp.outputs.defaultHostName}/mcp'
+
+@description('Protected resource metadata (RFC 9728) of a server that takes Entra tokens: PROTECTED_RESOURCE_METADATA_URL/<server>.')
+output PROTECTED_RESOURCE_METADATA_URL string = 'https://${functionApp.outputs.defaultHostName}/.well-known/oauth-protected-resource/mcp'
+
+@description('Entra tenant of the subscription: auth.entra.tenantId in the gateway config.')
+output ENTRA_TENANT_ID string = tenant().tenantId
 
 @description('Name of the function app (for func azure functionapp publish / az functionapp).')
 output FUNCTION_APP_NAME string = functionApp.outputs.name

@@ -136,7 +136,8 @@ def test_published_schema_files_are_valid_and_accept_the_sample_config():
     config = parse_config(sample)
     assert config.servers["docs"].auth.mode == "any"
     assert config.servers["docs"].auth.entra.v2_issuer == "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0"
-    assert config.subscriptions["platform-agents"].secondary.secret.name == "platform-agents-secondary"
+    azure = parse_config(json.loads((ROOT / "gateway.azure.sample.json").read_text()))
+    assert azure.subscriptions["platform-agents"].secondary.secret.name == "platform-agents-secondary"
 
 
 def test_relative_config_path_is_resolved_against_the_app_root(tmp_path, monkeypatch):

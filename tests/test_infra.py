@@ -21,6 +21,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from infra_tools import infra_bin, load_yaml
+from shared.config.model import Timeouts
 from shared.settings import SETTING_NAMES, SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +31,7 @@ MAIN = INFRA / "main.bicep"
 PARAMETERS_FILE = INFRA / "main.parameters.json"
 CHECKOV_CONFIG = INFRA / ".checkov.yaml"
 AZURE_YAML = ROOT / "azure.yaml"
+HOST_JSON = ROOT / "host.json"
 LOCAL_SETTINGS_SAMPLE = ROOT / "local.settings.sample.json"
 INFRA_README = INFRA / "README.md"
 ROOT_README = ROOT / "README.md"
@@ -39,7 +42,7 @@ CHECKOV_TIMEOUT_S = 300
 # Settings the Functions host (not the gateway) reads; the Bicep may set these too.
 HOST_SETTINGS = frozenset(
     {
-        "AzureWebJobsStorage__accountName",
+        "AzureWebJobsStorage__blobServiceUri",
         "AzureWebJobsStorage__credential",
         "AzureWebJobsStorage__clientId",
     }
@@ -64,18 +67,6 @@ BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 # The infra venv and the tools in it
 
 
-def _infra_bin(tool: str) -> Path:
-    venv = Path(os.environ.get("INFRA_VENV") or ROOT / ".venv-infra")
-    path = venv / "bin" / tool
-    if not path.exists():
-        message = (
-            f"{path} is missing: python3.11 -m venv {venv} && "
-            f"{venv}/bin/pip install -r requirements-infra.txt"
-        )
-        pytest.fail(message + "  (./scripts/test installs it)")
-    return path
-
-
 # Runs inside the infra venv: parse each file given, print {path: template | {"error": ...}}.
 _PARSE_SCRIPT = """
 import json, sys
@@ -96,7 +87,7 @@ json.dump(out, sys.stdout, default=str)
 @pytest.fixture(scope="module")
 def parsed() -> dict[str, Any]:
     """Every .bicep file under infra/, parsed by pycep in a subprocess, keyed by relative path."""
-    python = _infra_bin("python")
+    python = infra_bin("python")
     names = [str(p.relative_to(ROOT)) for p in BICEP_FILES]
     try:
         proc = subprocess.run(
@@ -120,7 +111,7 @@ def _template(parsed: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def _run_checkov(directory: Path, *extra: str) -> dict[str, Any]:
-    checkov = _infra_bin("checkov")
+    checkov = infra_bin("checkov")
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "LOG_LEVEL": "WARNING"}
     env.pop("BC_API_KEY", None)
     cmd = [str(checkov), "--framework", "bicep", "--skip-download", "-d", str(directory)]
@@ -184,6 +175,15 @@ def _function(value: Any) -> str | None:
     if isinstance(value, dict) and isinstance(value.get("function"), dict):
         return value["function"].get("type")
     return None
+
+
+def _accessor_path(value: Any) -> list[str]:
+    """`a.b.c` as pycep writes it (nested property_accessor operators), as ["a", "b", "c"]."""
+    if isinstance(value, str):
+        return [value]
+    operands = value["operator"]["operands"]
+    assert value["operator"]["type"] == "property_accessor", value
+    return [operands["operand_1"], *_accessor_path(operands["operand_2"])]
 
 
 def _param(template: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -345,7 +345,8 @@ def test_function_app_is_flex_linux_https_with_identity(parsed: dict[str, Any]) 
     props = site["properties"]
     assert props["httpsOnly"] is True
     assert props["siteConfig"]["minTlsVersion"] == "1.2"
-    assert props["siteConfig"]["ftpsState"] == "Disabled"
+    # Flex Consumption has no FTPS and lists ftpsState among its deprecated properties.
+    assert "ftpsState" not in props["siteConfig"]
 
     fac = props["functionAppConfig"]
     assert fac["runtime"]["name"] == "python"
@@ -360,10 +361,123 @@ def test_python_version_is_a_parameter_defaulting_to_3_11(parsed: dict[str, Any]
         param = _param(template, "pythonVersion")
         assert param is not None
         assert param["default"] == "3.11"
-        assert _allowed(param) == ["3.11", "3.12"]
+        assert _allowed(param) == ["3.11", "3.12", "3.13"]
     runtime = _one(parsed, "Microsoft.Web/sites")["properties"]["functionAppConfig"]["runtime"]
     assert runtime["version"] == "pythonVersion"
     assert _main_module_for(parsed, "functionapp.bicep")["params"]["pythonVersion"] == "pythonVersion"
+
+
+def _wired_from_main(parsed: dict[str, Any], module_file: str, name: str) -> dict[str, Any]:
+    """The main.bicep parameter `name`, passed unchanged to the module parameter of the same name."""
+    param = _param(_template(parsed, MAIN), name)
+    assert param is not None, f"main.bicep has no parameter {name}"
+    assert _main_module_for(parsed, module_file)["params"].get(name) == name, f"main.bicep does not pass {name}"
+    return param
+
+
+def _bounds(param: dict[str, Any]) -> tuple[Any, Any]:
+    found = {deco["type"]: deco["argument"] for deco in param.get("decorators", [])}
+    return found.get("min_value"), found.get("max_value")
+
+
+def test_http_concurrency_suits_an_async_proxy(parsed: dict[str, Any]) -> None:
+    """Python's default on Flex is one request per instance: every open SSE stream would take an instance."""
+    scale = _one(parsed, "Microsoft.Web/sites")["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    assert scale["triggers"]["http"]["perInstanceConcurrency"] == "httpPerInstanceConcurrency"
+    param = _wired_from_main(parsed, "functionapp.bicep", "httpPerInstanceConcurrency")
+    # Microsoft's default for single-threaded event-loop workers (Node.js) at 2048 MB is 16.
+    assert param["default"] >= 16
+    assert _bounds(param) == (1, 1000)
+
+
+def test_always_ready_and_scale_limit_are_parameters(parsed: dict[str, Any]) -> None:
+    scale = _one(parsed, "Microsoft.Web/sites")["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    assert scale["alwaysReady"] == [{"name": "http", "instanceCount": "alwaysReadyInstanceCount"}]
+    assert scale["maximumInstanceCount"] == "maximumInstanceCount"
+    always_ready = _wired_from_main(parsed, "functionapp.bicep", "alwaysReadyInstanceCount")
+    maximum = _wired_from_main(parsed, "functionapp.bicep", "maximumInstanceCount")
+    assert _bounds(always_ready)[0] == 0 and always_ready["default"] >= 0
+    assert _bounds(maximum) == (1, 1000)
+
+
+def _conditional(value: Any) -> tuple[Any, Any, Any]:
+    """`cond ? a : b` as pycep writes it, as (cond, a, b)."""
+    assert isinstance(value, dict) and value.get("operator", {}).get("type") == "conditional", value
+    operands = value["operator"]["operands"]
+    return operands["condition"], operands["true_value"], operands["false_value"]
+
+
+def _mentions(value: Any, name: str) -> bool:
+    return f'"{name}"' in json.dumps(value)
+
+
+def test_vnet_option_puts_the_app_in_a_delegated_subnet(parsed: dict[str, Any]) -> None:
+    param = _param(_template(parsed, MAIN), "vnetEnabled")
+    assert param is not None and param["type"] == "bool" and param["default"] is False
+    network = _template(parsed, MAIN)["modules"]["network"]
+    assert network["config"]["condition"] == "vnetEnabled"
+    (vnet,) = _resources(_template(parsed, INFRA / "modules" / "network.bicep"), "Microsoft.Network/virtualNetworks").values()
+    delegated = [
+        subnet["name"]
+        for subnet in _body(vnet)["properties"]["subnets"]
+        for delegation in subnet["properties"].get("delegations", [])
+        if delegation["properties"]["serviceName"] == "Microsoft.App/environments"
+    ]
+    assert len(delegated) == 1, "Flex Consumption needs one subnet delegated to Microsoft.App/environments"
+    site = _one(parsed, "Microsoft.Web/sites")["properties"]
+    condition, _, subnet_id = _conditional(site["virtualNetworkSubnetId"])
+    assert subnet_id == "virtualNetworkSubnetId" and _mentions(condition, "virtualNetworkSubnetId")
+    condition, on, off = _conditional(_main_module_for(parsed, "functionapp.bicep")["params"]["virtualNetworkSubnetId"])
+    assert condition == "vnetEnabled" and _accessor_path(on) == ["network", "outputs", "appSubnetId"] and off == ""
+
+
+def test_vnet_option_reaches_storage_and_key_vault_through_private_endpoints(parsed: dict[str, Any]) -> None:
+    template = _template(parsed, INFRA / "modules" / "network.bicep")
+    endpoints = _resources(template, "Microsoft.Network/privateEndpoints")
+    groups = {
+        group
+        for endpoint in endpoints.values()
+        for connection in _body(endpoint)["properties"]["privateLinkServiceConnections"]
+        for group in connection["properties"]["groupIds"]
+    }
+    assert groups == {"blob", "vault"}
+    zone_groups = _resources(template, "Microsoft.Network/privateEndpoints/privateDnsZoneGroups")
+    assert {_body(g)["parent"] for g in zone_groups.values()} == set(endpoints), "every endpoint registers in a DNS zone"
+    zones = _resources(template, "Microsoft.Network/privateDnsZones")
+    links = _resources(template, "Microsoft.Network/privateDnsZones/virtualNetworkLinks")
+    assert {_body(link)["parent"] for link in links.values()} == set(zones), "every zone is linked to the network"
+    names = json.dumps([_body(z)["name"] for z in zones.values()] + [template["variables"]])
+    assert "privatelink.blob." in names and "vaultcore" in names
+
+
+@pytest.mark.parametrize("module_file", ["storage.bicep", "keyvault.bicep"])
+def test_storage_and_key_vault_are_private_unless_there_is_no_network(parsed: dict[str, Any], module_file: str) -> None:
+    """Private by default in the module (what checkov sees); main.bicep opens them only without a network."""
+    template = _template(parsed, INFRA / "modules" / module_file)
+    (resource,) = [r for r in template["resources"].values() if r["type"].endswith(("/storageAccounts", "/vaults"))]
+    props = _body(resource)["properties"]
+    assert props["publicNetworkAccess"] == "publicNetworkAccess"
+    assert props["networkAcls"]["defaultAction"] == "networkDefaultAction"
+    assert template["parameters"]["publicNetworkAccess"]["default"] == "Disabled"
+    assert template["parameters"]["networkDefaultAction"]["default"] == "Deny"
+    params = _main_module_for(parsed, module_file)["params"]
+    condition, with_network, without = _conditional(params["publicNetworkAccess"])
+    assert _mentions(condition, "vnetEnabled") and (with_network, without) == ("Disabled", "Enabled")
+    assert _conditional(params["networkDefaultAction"]) == ("vnetEnabled", "Deny", "Allow")
+
+
+def test_deployment_strategy_is_a_parameter(parsed: dict[str, Any]) -> None:
+    """Recreate restarts every instance (every open stream ends); RollingUpdate drains them."""
+    fac = _one(parsed, "Microsoft.Web/sites")["properties"]["functionAppConfig"]
+    assert fac["siteUpdateStrategy"] == {"type": "siteUpdateStrategy"}
+    param = _wired_from_main(parsed, "functionapp.bicep", "siteUpdateStrategy")
+    assert _allowed(param) == ["Recreate", "RollingUpdate"] and param["default"] == "Recreate"
+
+
+def test_access_log_is_a_parameter_not_a_hand_made_setting(parsed: dict[str, Any]) -> None:
+    """Provisioning replaces the app settings: a setting added by hand is gone after the next one."""
+    assert _conditional(_app_settings(parsed)["MCP_GATEWAY_ACCESS_LOG"]) == ("accessLog", "true", "false")
+    assert _wired_from_main(parsed, "functionapp.bicep", "accessLog")["default"] is False
 
 
 def test_plan_is_flex_consumption(parsed: dict[str, Any]) -> None:
@@ -388,12 +502,34 @@ def test_storage_denies_shared_keys_and_public_blobs(parsed: dict[str, Any]) -> 
     assert container["properties"]["publicAccess"] == "None"
 
 
-def test_key_vault_uses_rbac_with_purge_protection(parsed: dict[str, Any]) -> None:
+def test_key_vault_uses_rbac_and_soft_delete(parsed: dict[str, Any]) -> None:
     props = _one(parsed, "Microsoft.KeyVault/vaults")["properties"]
     assert props["enableRbacAuthorization"] is True
     assert props["enableSoftDelete"] is True
-    assert props["enablePurgeProtection"] is True
     assert "accessPolicies" not in props
+
+
+def test_key_vault_purge_protection_is_a_parameter(parsed: dict[str, Any]) -> None:
+    """Always-on purge protection reserved the fixed vault name for 90 days: `azd down && azd up` failed."""
+    props = _one(parsed, "Microsoft.KeyVault/vaults")["properties"]
+    # The vault API accepts true or nothing: "false" is refused, since the protection is irreversible.
+    assert _conditional(props["enablePurgeProtection"]) == ("enablePurgeProtection", True, None)
+    assert props["softDeleteRetentionInDays"] == "softDeleteRetentionInDays"
+    main = _template(parsed, MAIN)
+    purge = _param(main, "keyVaultPurgeProtection")
+    assert purge is not None and purge["type"] == "bool" and purge["default"] is False
+    params = _main_module_for(parsed, "keyvault.bicep")["params"]
+    assert params["enablePurgeProtection"] == "keyVaultPurgeProtection"
+    assert params["softDeleteRetentionInDays"] == "keyVaultRetentionInDays"
+    assert _bounds(_param(main, "keyVaultRetentionInDays")) == (7, 90)
+
+
+def test_key_vault_name_can_be_replaced(parsed: dict[str, Any]) -> None:
+    """A new name is the way back when the old one is held by a purge-protected deleted vault."""
+    name = _param(_template(parsed, MAIN), "keyVaultName")
+    assert name is not None and name["default"] == ""
+    condition, derived, given = _conditional(_main_module_for(parsed, "keyvault.bicep")["params"]["name"])
+    assert _mentions(condition, "keyVaultName") and given == "keyVaultName" and "resourceToken" in json.dumps(derived)
 
 
 def test_monitoring_ingests_with_entra_only(parsed: dict[str, Any]) -> None:
@@ -401,6 +537,55 @@ def test_monitoring_ingests_with_entra_only(parsed: dict[str, Any]) -> None:
     assert insights["DisableLocalAuth"] is True
     assert insights["WorkspaceResourceId"]
     _one(parsed, "Microsoft.OperationalInsights/workspaces")
+
+
+def _diagnostic_logs(parsed: dict[str, Any], module_file: str) -> tuple[str, set[str], Any]:
+    """(scope, log categories, workspace) of the one diagnostic setting in a module."""
+    template = _template(parsed, INFRA / "modules" / module_file)
+    (setting,) = [_body(r) for r in _resources(template, "Microsoft.Insights/diagnosticSettings").values()]
+    categories = {log["category"] for log in setting["properties"]["logs"] if log["enabled"] is True}
+    return setting["scope"], categories, setting["properties"]["workspaceId"]
+
+
+@pytest.mark.parametrize(
+    ("module_file", "scope", "category"),
+    [("functionapp.bicep", "functionApp", "FunctionAppLogs"), ("keyvault.bicep", "vault", "AuditEvent")],
+)
+def test_diagnostics_reach_log_analytics(parsed: dict[str, Any], module_file: str, scope: str, category: str) -> None:
+    found_scope, categories, workspace = _diagnostic_logs(parsed, module_file)
+    assert found_scope == scope and category in categories
+    wired = _main_module_for(parsed, module_file)["params"][workspace]
+    assert _accessor_path(wired) == ["monitoring", "outputs", "logAnalyticsId"]
+
+
+def test_healthz_is_probed_from_several_regions(parsed: dict[str, Any]) -> None:
+    test = _one(parsed, "Microsoft.Insights/webtests")
+    assert test["kind"] == "standard" and test["properties"]["Kind"] == "standard"
+    assert test["properties"]["Request"]["RequestUrl"] == "https://${gatewayHostName}/healthz"
+    assert test["properties"]["ValidationRules"]["ExpectedHttpStatusCode"] == 200
+    assert "hidden-link:${applicationInsightsId}" in json.dumps(test["tags"]), "a web test must link its component"
+    alerts = _template(parsed, INFRA / "modules" / "alerts.bicep")["parameters"]
+    assert len(alerts["testLocations"]["default"]) >= 2
+    host = _main_module_for(parsed, "alerts.bicep")["params"]["gatewayHostName"]
+    assert _accessor_path(host) == ["functionApp", "outputs", "defaultHostName"]
+
+
+def test_failures_raise_alerts(parsed: dict[str, Any]) -> None:
+    metric_alerts = [_body(r)["properties"] for _, _, r in _all_resources(parsed, "Microsoft.Insights/metricAlerts")]
+    kinds = {a["criteria"]["'odata.type'"] for a in metric_alerts}
+    assert "Microsoft.Azure.Monitor.WebtestLocationAvailabilityCriteria" in kinds, "no alert on the /healthz test"
+    forbidden = [
+        c
+        for a in metric_alerts
+        if a["criteria"]["'odata.type'"].endswith("MultipleMetricCriteria")
+        for c in a["criteria"]["allOf"]
+        if c["metricName"] == "ServiceApiResult"
+    ]
+    assert forbidden and forbidden[0]["dimensions"] == [{"name": "StatusCode", "operator": "Include", "values": ["403"]}]
+    (server_errors,) = [_body(r)["properties"] for _, _, r in _all_resources(parsed, "Microsoft.Insights/scheduledQueryRules")]
+    query = server_errors["criteria"]["allOf"][0]["query"]
+    assert re.search(r"resultCode\)?\s*>=\s*500", query), query
+    assert _param(_template(parsed, MAIN), "alertEmail")["default"] == ""
 
 
 def test_every_role_assignment_has_guid_name_and_principal_type(parsed: dict[str, Any]) -> None:
@@ -423,7 +608,7 @@ def test_every_role_assignment_has_guid_name_and_principal_type(parsed: dict[str
                 assert allowed and set(allowed) <= PRINCIPAL_TYPES, f"{where}: {principal_type}"
             else:
                 assert principal_type in PRINCIPAL_TYPES, f"{where}: {principal_type}"
-    assert found >= 5
+    assert found >= 4
 
 
 def test_identity_gets_the_roles_it_needs(parsed: dict[str, Any]) -> None:
@@ -514,6 +699,18 @@ def test_settings_wire_the_identity_storage_and_telemetry(parsed: dict[str, Any]
     assert '"identity"' in wired and '"clientId"' in wired, wired
 
 
+def test_host_storage_is_reached_through_the_accounts_own_endpoints(parsed: dict[str, Any]) -> None:
+    """A service URI from primaryEndpoints works in sovereign clouds, where accountName's default suffix does not."""
+    app = _app_settings(parsed)
+    assert "AzureWebJobsStorage__accountName" not in app
+    blob_uri = app["AzureWebJobsStorage__blobServiceUri"]
+    assert _param(_function_app_template(parsed), blob_uri) is not None
+    wired = json.dumps(_main_module_for(parsed, "functionapp.bicep")["params"][blob_uri])
+    assert '"storage"' in wired and '"blobEndpoint"' in wired, wired
+    storage_outputs = _template(parsed, INFRA / "modules" / "storage.bicep")["outputs"]
+    assert _accessor_path(storage_outputs["blobEndpoint"]["value"]) == ["storage", "properties", "primaryEndpoints", "blob"]
+
+
 def _setting_names_read_in_code() -> set[str]:
     names: set[str] = set()
     sources = [ROOT / "function_app.py", *sorted((ROOT / "shared").rglob("*.py"))]
@@ -533,40 +730,16 @@ def test_code_reads_only_listed_settings() -> None:
 # 5. local.settings.sample.json, azure.yaml, the parameters file and the READMEs agree
 
 
-def _simple_yaml(text: str) -> dict[str, Any]:
-    """Nested `key: value` mappings only (azure.yaml needs no more); anything else fails."""
-    root: dict[str, Any] = {}
-    stack: list[tuple[int, dict[str, Any]]] = [(-1, root)]
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
-        if not line.strip():
-            continue
-        indent = len(line) - len(line.lstrip())
-        match = re.fullmatch(r"([\w.-]+):(?:\s+(.*))?", line.strip())
-        assert match, f"azure.yaml: unsupported line {raw!r}"
-        while stack[-1][0] >= indent:
-            stack.pop()
-        key, value = match.group(1), match.group(2)
-        if value is None:
-            child: dict[str, Any] = {}
-            stack[-1][1][key] = child
-            stack.append((indent, child))
-        else:
-            stack[-1][1][key] = value.strip("'\"")
-    return root
-
-
 @lru_cache(maxsize=None)
 def _azure_yaml_service() -> tuple[str, tuple[tuple[str, str], ...]]:
-    doc = _simple_yaml(AZURE_YAML.read_text(encoding="utf-8"))
-    services = doc["services"]
+    services = load_yaml(AZURE_YAML)["services"]
     assert len(services) == 1, services
     (name, service), = services.items()
     return name, tuple(sorted(service.items()))
 
 
 def test_azure_yaml_deploys_the_gateway_with_this_infra() -> None:
-    doc = _simple_yaml(AZURE_YAML.read_text(encoding="utf-8"))
+    doc = load_yaml(AZURE_YAML)
     name, service = _azure_yaml_service()
     assert name == "gateway"
     assert dict(service) == {"project": ".", "language": "python", "host": "function"}
@@ -608,6 +781,21 @@ def test_parameters_file_maps_setting_variables_to_their_settings(parsed: dict[s
     assert checked >= 1
 
 
+def test_parameters_file_defaults_match_the_bicep(parsed: dict[str, Any]) -> None:
+    """`${VAR=default}` repeats a Bicep default for azd: the two must not drift apart."""
+    main_params = _template(parsed, MAIN)["parameters"]
+    given = json.loads(PARAMETERS_FILE.read_text(encoding="utf-8"))["parameters"]
+    checked = 0
+    for name, entry in given.items():
+        match = re.fullmatch(r"\$\{\w+=(.*)\}", entry["value"])
+        if match:
+            default = main_params[name]["default"]
+            expected = json.dumps(default) if isinstance(default, bool) else str(default)
+            assert match.group(1) == expected, f"{name}: parameters file says {match.group(1)}, main.bicep {expected}"
+            checked += 1
+    assert checked >= 5
+
+
 def _deployment_readmes() -> list[Path]:
     readmes = [INFRA_README]
     if ROOT_README.exists() and re.search(r"az deployment group create|azd up", ROOT_README.read_text(encoding="utf-8")):
@@ -643,6 +831,57 @@ def test_infra_readme_walks_through_the_deployment() -> None:
     ]:
         assert step in text, f"infra/README.md does not show {step!r}"
     assert "func azure functionapp publish" in text or "config-zip" in text
+
+
+def _in_order(text: str, steps: list[str]) -> None:
+    position = 0
+    for step in steps:
+        found = text.find(step, position)
+        assert found >= 0, f"infra/README.md: {step!r} missing, or not after the step before it"
+        position = found + len(step)
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    following = text.find("\n## ", start + len(heading))
+    return text[start : following if following >= 0 else len(text)]
+
+
+def test_infra_readme_walks_from_azd_init_to_a_vs_code_tool_call() -> None:
+    text = _section(INFRA_README.read_text(encoding="utf-8"), "## From a checkout to a VS Code tool call")
+    _in_order(text, [
+        "azd init",
+        "infra/scripts/entra-app.sh",
+        "cp gateway.azure.sample.json gateway.json",
+        '"entra"',
+        "azd up",
+        "azd env get-value MCP_BASE_URL",
+        ".vscode/mcp.json",
+        "sign in",
+        "tool",
+    ])
+    snippets = [json.loads(m) for m in re.findall(r"```json\n(.*?)```", text, re.S) if '"type": "http"' in m]
+    assert snippets, "no VS Code mcp.json snippet"
+    (server,) = snippets[-1]["servers"].values()
+    assert server["type"] == "http" and "/mcp/" in server["url"]
+
+
+def test_infra_readme_checks_the_config_before_every_az_cli_publish() -> None:
+    text = _section(INFRA_README.read_text(encoding="utf-8"), "## The same with the az CLI")
+    _in_order(text, ["az login", "infra/scripts/entra-app.sh", "cp gateway.azure.sample.json gateway.json",
+                     "az deployment group create"])
+    publishes = [line for line in text.splitlines() if "functionapp publish" in line or "config-zip" in line]
+    assert publishes
+    for line in publishes:
+        command = text.index(line) + max(line.find("functionapp publish"), line.find("config-zip"))
+        check = text.rfind("infra/scripts/check_config.py", 0, command)
+        assert check >= 0 and "&&" in text[check:command], f"not gated by the config check: {line}"
+
+
+def test_infra_readme_is_for_users() -> None:
+    """No notes about the machines the tests run on: users deploy from their own."""
+    text = INFRA_README.read_text(encoding="utf-8")
+    assert not re.search(r"test machines?|machines that run the tests|(cannot|can.t|can) be installed|not installable", text, re.I)
 
 
 @pytest.mark.parametrize("readme", _deployment_readmes(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -692,3 +931,44 @@ def test_outputs_are_the_documented_contract(parsed: dict[str, Any]) -> None:
     outputs = _template(parsed, MAIN)["outputs"]
     assert {"GATEWAY_URL", "IDENTITY_CLIENT_ID", "KEY_VAULT_URI"} <= set(outputs)
     assert outputs["GATEWAY_URL"]["value"].startswith("https://")
+
+
+def test_outputs_name_what_an_mcp_client_and_the_config_need(parsed: dict[str, Any]) -> None:
+    outputs = _template(parsed, MAIN)["outputs"]
+    base = outputs["GATEWAY_URL"]["value"]
+    assert outputs["MCP_BASE_URL"]["value"] == base + "/mcp"
+    assert outputs["PROTECTED_RESOURCE_METADATA_URL"]["value"] == base + "/.well-known/oauth-protected-resource/mcp"
+    # Not AZURE_TENANT_ID: azd exports outputs to its environment, where azure-identity would read it.
+    tenant = outputs["ENTRA_TENANT_ID"]["value"]
+    assert _function(tenant) == "tenant" and "tenantId" in json.dumps(tenant), tenant
+    assert not any(name.startswith("AZURE_") for name in outputs)
+
+
+# ---------------------------------------------------------------------------------------
+# 6. host.json lets streams live as long as the gateway keeps them open
+
+
+def _timespan_seconds(value: str) -> float | None:
+    """A host.json timespan ([d.]hh:mm:ss) in seconds; None for "-1" (unbounded)."""
+    if value == "-1":
+        return None
+    match = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)", value)
+    assert match, f"host.json functionTimeout {value!r} is not a timespan"
+    days, hours, minutes, seconds = match.groups()
+    return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def test_host_timeout_outlasts_the_idle_stream_default() -> None:
+    """A host timeout ends the execution and restarts the worker, taking every stream on the instance."""
+    host = json.loads(HOST_JSON.read_text(encoding="utf-8"))
+    # Flex Consumption's default when the property is absent is 30 minutes.
+    limit = _timespan_seconds(host.get("functionTimeout", "00:30:00"))
+    assert limit is None or limit > Timeouts().idle_stream, (
+        f"functionTimeout ({limit} s) ends SSE streams before timeouts.idleStream ({Timeouts().idle_stream} s)"
+    )
+
+
+def test_host_timeout_is_unbounded() -> None:
+    """A stream that keeps sending events is never idle: only an unbounded timeout leaves it to the gateway."""
+    host = json.loads(HOST_JSON.read_text(encoding="utf-8"))
+    assert host.get("functionTimeout") == "-1"

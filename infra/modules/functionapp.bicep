@@ -1,6 +1,7 @@
 // Flex Consumption (FC1) plan and the Linux function app that runs the gateway.
 // On Flex the runtime comes from functionAppConfig.runtime: FUNCTIONS_WORKER_RUNTIME and
-// FUNCTIONS_EXTENSION_VERSION must not be app settings (the platform rejects them).
+// FUNCTIONS_EXTENSION_VERSION must not be app settings (the platform rejects them), and
+// siteConfig properties Flex does not support (ftpsState, alwaysOn, ...) are left out.
 
 @description('Name of the function app.')
 param name string
@@ -21,6 +22,7 @@ param appTags object = {}
 @allowed([
   '3.11'
   '3.12'
+  '3.13'
 ])
 param pythonVersion string = '3.11'
 
@@ -28,6 +30,16 @@ param pythonVersion string = '3.11'
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
+
+@description('Instances kept running for the HTTP functions, so a first connect meets no cold start. 0: scale to zero.')
+@minValue(0)
+@maxValue(1000)
+param alwaysReadyInstanceCount int = 1
+
+@description('Concurrent HTTP requests (open SSE streams included) one instance takes before the platform adds another.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 64
 
 @description('Memory of each instance in MB.')
 @allowed([
@@ -37,14 +49,24 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
+@description('Subnet (delegated to Microsoft.App/environments) that carries the app\'s outbound traffic. Empty: no virtual network.')
+param virtualNetworkSubnetId string = ''
+
+@description('How code and setting changes reach running instances: Recreate restarts them all at once (open streams end), RollingUpdate (preview) drains them in batches.')
+@allowed([
+  'Recreate'
+  'RollingUpdate'
+])
+param siteUpdateStrategy string = 'Recreate'
+
+@description('MCP_GATEWAY_ACCESS_LOG: one log line per request from the gateway itself.')
+param accessLog bool = false
+
 @description('Resource id of the user-assigned identity.')
 param identityId string
 
 @description('Client id of the user-assigned identity.')
 param identityClientId string
-
-@description('Storage account for AzureWebJobsStorage and the deployment package.')
-param storageAccountName string
 
 @description('Blob endpoint of the storage account (https://NAME.blob.core.windows.net/).')
 param storageBlobEndpoint string
@@ -55,11 +77,14 @@ param deploymentContainerName string
 @description('Application Insights component that receives telemetry.')
 param applicationInsightsName string
 
+@description('Log Analytics workspace that receives the function app\'s logs (FunctionAppLogs).')
+param logAnalyticsWorkspaceId string
+
 @description('Default Key Vault URL for secret references (MCP_GATEWAY_KEY_VAULT_URL).')
 param keyVaultUri string
 
-@description('MCP_GATEWAY_CONFIG: the gateway config JSON document (inline), or a path to a JSON file deployed with the code. Holds no secrets: it references Key Vault.')
-param gatewayConfig string
+@description('MCP_GATEWAY_CONFIG: path of the gateway config file deployed with the code, relative to the app root.')
+param gatewayConfigFile string
 
 @description('MCP_GATEWAY_LOG_LEVEL: level of the gateway loggers.')
 @allowed([
@@ -105,16 +130,19 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
     keyVaultReferenceIdentity: identityId
+    // On Flex Consumption all outbound traffic then goes through the subnet.
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       appSettings: [
-        // Host storage through the managed identity: no connection string, no key.
+        // Host storage through the managed identity: no connection string, no key. The
+        // service URI comes from the account's own endpoints (sovereign clouds differ); an
+        // app with HTTP triggers only needs blob.
         {
-          name: 'AzureWebJobsStorage__accountName'
-          value: storageAccountName
+          name: 'AzureWebJobsStorage__blobServiceUri'
+          value: storageBlobEndpoint
         }
         {
           name: 'AzureWebJobsStorage__credential'
@@ -141,7 +169,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         // The gateway's own settings (shared/settings.py).
         {
           name: 'MCP_GATEWAY_CONFIG'
-          value: gatewayConfig
+          value: gatewayConfigFile
         }
         {
           name: 'MCP_GATEWAY_KEY_VAULT_URL'
@@ -150,6 +178,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'MCP_GATEWAY_LOG_LEVEL'
           value: logLevel
+        }
+        {
+          name: 'MCP_GATEWAY_ACCESS_LOG'
+          value: accessLog ? 'true' : 'false'
         }
         {
           name: 'AZURE_CLIENT_ID'
@@ -171,12 +203,47 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        alwaysReady: [
+          {
+            name: 'http'
+            instanceCount: alwaysReadyInstanceCount
+          }
+        ]
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'
         version: pythonVersion
       }
+      siteUpdateStrategy: {
+        type: siteUpdateStrategy
+      }
     }
+  }
+}
+
+// The host's and the gateway's logs in Log Analytics, next to Key Vault's audit events.
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: functionApp
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'FunctionAppLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
   }
 }
 

@@ -1,6 +1,7 @@
 // Key Vault for the gateway's secrets (subscription keys, backend client secrets). RBAC mode
-// only: no access policies. Soft delete and purge protection keep a deleted secret
-// recoverable, which also means a vault name stays reserved for the retention period.
+// only: no access policies. Soft delete keeps a deleted secret (or vault) recoverable for the
+// retention period. Purge protection is a parameter: once on it cannot be turned off, and a
+// deleted vault then holds its name until the retention period ends.
 
 @description('Name of the Key Vault (3-24 characters).')
 @minLength(3)
@@ -18,6 +19,9 @@ param tags object = {}
 @maxValue(90)
 param softDeleteRetentionInDays int = 90
 
+@description('Forbid purging a deleted vault or secret before the retention period ends. Cannot be turned off once on.')
+param enablePurgeProtection bool = false
+
 @description('Principal id of the gateway identity (gets Key Vault Secrets User).')
 param readerPrincipalId string
 
@@ -31,6 +35,28 @@ param secretsOfficerPrincipalId string = ''
   'ServicePrincipal'
 ])
 param secretsOfficerPrincipalType string = 'User'
+
+// Private by default: main.bicep opens the vault only when it deploys without a network, or
+// for the IP ranges it is given (where secrets are written from).
+@description('Enabled without a virtual network, or with allowedIpRanges; Disabled: private endpoint only.')
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+param publicNetworkAccess string = 'Disabled'
+
+@description('Default action of the vault firewall: Deny with a private endpoint, Allow without a network.')
+@allowed([
+  'Allow'
+  'Deny'
+])
+param networkDefaultAction string = 'Deny'
+
+@description('IP ranges (CIDR) let through the firewall when the default action is Deny.')
+param allowedIpRanges array = []
+
+@description('Log Analytics workspace that receives the vault\'s audit events (every secret read, and every refusal).')
+param logAnalyticsWorkspaceId string
 
 var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
 var keyVaultSecretsOfficerRoleId = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
@@ -48,15 +74,39 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: softDeleteRetentionInDays
-    enablePurgeProtection: true
+    // ARM takes true or null here: false is refused on a vault that never had it.
+    enablePurgeProtection: enablePurgeProtection ? true : null
     enabledForDeployment: false
     enabledForDiskEncryption: false
     enabledForTemplateDeployment: false
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: networkDefaultAction
+      ipRules: [for ipRange in allowedIpRanges: {
+        value: ipRange
+      }]
     }
+  }
+}
+
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: vault
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'AuditEvent'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
   }
 }
 
@@ -80,5 +130,6 @@ resource secretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = i
   }
 }
 
+output id string = vault.id
 output name string = vault.name
 output uri string = vault.properties.vaultUri

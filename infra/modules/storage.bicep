@@ -1,6 +1,6 @@
 // The function app's storage: AzureWebJobsStorage (host state) and the Flex Consumption
 // deployment package container. Shared keys are off, so every caller, the Functions host
-// included, uses Entra tokens of the managed identity granted the data roles below.
+// included, uses Entra tokens of the managed identity granted the data role below.
 
 @description('Name of the storage account (3-24 lowercase letters and digits).')
 @minLength(3)
@@ -28,10 +28,25 @@ param skuName string = 'Standard_LRS'
 @description('Principal id of the function app identity.')
 param principalId string
 
-// Built-in data-plane roles the Functions host needs with identity-based AzureWebJobsStorage.
+// Private by default: main.bicep opens the account only when it deploys without a network.
+@description('Enabled only when the app has no virtual network and reaches the account over its public endpoint.')
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+param publicNetworkAccess string = 'Disabled'
+
+@description('Default action of the account firewall: Deny with a private endpoint, Allow without a network.')
+@allowed([
+  'Allow'
+  'Deny'
+])
+param networkDefaultAction string = 'Deny'
+
+// The data-plane role the Functions host needs with identity-based AzureWebJobsStorage. An
+// app with HTTP triggers only uses blobs (host locks and keys, the deployment package), so
+// the identity gets no queue or table role.
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-var storageQueueDataContributorRoleId = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
-var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -49,10 +64,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowCrossTenantReplication: false
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: networkDefaultAction
     }
     encryption: {
       keySource: 'Microsoft.Storage'
@@ -110,26 +125,7 @@ resource blobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-resource queueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, principalId, storageQueueDataContributorRoleId)
-  scope: storage
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRoleId)
-    principalId: principalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-resource tableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, principalId, storageTableDataContributorRoleId)
-  scope: storage
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRoleId)
-    principalId: principalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
+output id string = storage.id
 output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output deploymentContainerName string = deploymentContainer.name
