@@ -12,6 +12,7 @@ import time
 import httpx
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,7 +24,16 @@ from .config import GatewayConfig, ServerConfig
 from .cors import CorsHandler
 from .errors import NO_ID, GatewayError, MethodNotAllowed, UnknownServer, error_response
 from .guard import HostGuard
-from .headers import INBOUND_CREDENTIAL_HEADERS, get_header, strip_query_params, upstream_headers
+from .headers import (
+    INBOUND_CREDENTIAL_HEADERS,
+    SINGLE_HEADERS,
+    get_header,
+    query_names,
+    refuse_repeated,
+    refuse_repeated_params,
+    strip_query_params,
+    upstream_headers,
+)
 from .httpclient import https_client
 from .caller import Caller
 from .inbound import InboundAuthenticator
@@ -45,7 +55,7 @@ _METHODS: Mapping[RouteKind, frozenset[str]] = {
     "sse": frozenset({"GET"}),
     "message": frozenset({"POST"}),
 }
-_CREDENTIAL_QUERY_PARAMS = frozenset({b"subscription-key"})
+_CREDENTIAL_QUERY_PARAMS = frozenset({"subscription-key"})
 
 
 @dataclass(frozen=True)
@@ -78,10 +88,18 @@ class Gateway:
             name: tuple((k.lower().encode(), v.encode()) for k, v in server.headers)
             for name, server in config.servers.items()
         }
-        self._dropped_query = {
+        self._credential_query = {
             name: _CREDENTIAL_QUERY_PARAMS | self.inbound.credential_query_params(server)
             for name, server in config.servers.items()
         }
+        # A configured URL's parameters are the backend's contract: a client cannot restate them.
+        self._dropped_query = {
+            name: self._credential_query[name] | _configured_query_names(server)
+            for name, server in config.servers.items()
+        }
+        self._single_headers = SINGLE_HEADERS.union(
+            *(self.inbound.credential_headers(server) for server in config.servers.values())
+        )
 
     def _known_routes(self) -> dict[str, Route]:
         """Every valid path, resolved once: the hot path is one dict lookup."""
@@ -140,6 +158,7 @@ class Gateway:
         body: RequestBody | None = None
         route: Route | None = None
         try:
+            refuse_repeated(request.scope, self._single_headers)
             self.guard.check_host(get_header(request.scope, b"host"))
             self.guard.check_origin(get_header(request.scope, b"origin"))
             route = self._routes.get(request.scope["path"]) or self._resolve(request.scope["path"])
@@ -153,6 +172,7 @@ class Gateway:
                 return self._metadata(request, route)
             assert route.server is not None
             body = self._request_body(request)
+            refuse_repeated_params(request.scope, self._credential_query[route.server.name])
             caller = await self.inbound.authenticate(route.server, request)
             response = await self._forward(request, route, body, caller)
         except GatewayError as error:
@@ -236,7 +256,7 @@ class Gateway:
             dropped=self._dropped_headers[server.name],
             extra=self._extra_headers[server.name],
         )
-        headers += await self.outbound.headers_for(server, caller, request.headers)
+        headers += await self.outbound.headers_for(server, caller, request.scope)
         if route.kind == "sse":
             # The endpoint event is rewritten, so it must arrive uncompressed.
             headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]
@@ -253,6 +273,10 @@ class Gateway:
         return ProxyResponse(
             upstream, server, keep_alive=self.config.gateway.keep_alive_seconds, extra_headers=extra, rewrite=rewrite
         )
+
+
+def _configured_query_names(server: ServerConfig) -> frozenset[str]:
+    return query_names(urlsplit(server.url).query) | query_names(urlsplit(server.message_url or "").query)
 
 
 def create_app(config: GatewayConfig, *, environ: Mapping[str, str] | None = None) -> Gateway:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import functools
 import random
 from typing import Iterable, Sequence
+from urllib.parse import unquote_plus
 
 from starlette.types import Scope
 
 from .config import HOP_BY_HOP
+from .errors import BadRequest
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
@@ -145,14 +147,23 @@ def downstream_headers(upstream: RawHeaders) -> tuple[list[tuple[bytes, bytes]],
     return out, content_type
 
 
+SINGLE_HEADERS = frozenset({b"host", b"authorization", b"origin", b"ocp-apim-subscription-key"})
+"""Headers a request may carry once at most; servers' credential header names add to these."""
+
+
 def header_map(scope: Scope) -> dict[bytes, bytes]:
     """The request's headers by lower-case name, built once per request.
 
-    Starlette's Headers scans the whole list on every lookup; the pipeline looks
-    up half a dozen names, so one dict is cheaper. ASGI servers send names lower-case.
+    The one accessor every stage reads headers through. Starlette's Headers scans
+    the whole list on every lookup (and keeps the first copy, where a dict keeps
+    the last); the pipeline looks up half a dozen names, so one dict is cheaper,
+    and `refuse_repeated` makes first and last the same for every name that matters.
+    ASGI servers send names lower-case.
     """
     cached = scope.get("mcp_gateway.headers")
     if cached is None:
+        if not isinstance(scope["headers"], (list, tuple)):
+            scope["headers"] = list(scope["headers"])  # an iterable can be read only once
         cached = scope["mcp_gateway.headers"] = dict(scope["headers"])
     return cached
 
@@ -162,9 +173,74 @@ def get_header(scope: Scope, name: bytes) -> str | None:
     return value.decode("latin-1") if value is not None else None
 
 
-def strip_query_params(query: bytes, names: frozenset[bytes]) -> bytes:
-    """The query string without credential parameters (e.g. subscription-key)."""
+def refuse_repeated(scope: Scope, names: frozenset[bytes]) -> None:
+    """BadRequest when a header in `names` is sent more than once.
+
+    Two copies of Host or Authorization are two answers to one question; readers
+    that picked different copies let an unchecked value through. The common case
+    (no name repeated at all) costs one length comparison.
+    """
+    raw = scope["headers"]
+    if len(header_map(scope)) == len(raw):
+        return
+    seen: set[bytes] = set()
+    for name, _ in raw:
+        if name in names:
+            if name in seen:
+                raise BadRequest(f"the {name.decode('latin-1')} header is sent more than once")
+            seen.add(name)
+
+
+def refuse_repeated_params(scope: Scope, names: frozenset[str]) -> None:
+    """BadRequest when a credential query parameter (in any spelling) is sent more than once."""
+    query: bytes = scope.get("query_string", b"")
+    if not query or not names:
+        return
+    seen: set[str] = set()
+    for part in query.split(b"&"):
+        name = _param_name(part)
+        if name in names:
+            if name in seen:
+                raise BadRequest(f"the {name} query parameter is sent more than once")
+            seen.add(name)
+
+
+def _decoded(text: str) -> str:
+    """One query name or value, decoded as form data is (`+` is a space, UTF-8 escapes)."""
+    return unquote_plus(text, encoding="utf-8", errors="replace") if "%" in text or "+" in text else text
+
+
+def _param_name(part: bytes) -> str:
+    """The name of one `name=value` part, decoded and lower-cased: the only way names are compared."""
+    return _decoded(part.split(b"=", 1)[0].decode("latin-1")).lower()
+
+
+def query_names(query: bytes | str) -> frozenset[str]:
+    """Every parameter name in a query string, as `_param_name` sees it."""
+    raw = query.encode("latin-1") if isinstance(query, str) else query
+    return frozenset(_param_name(part) for part in raw.split(b"&") if part)
+
+
+def query_values(scope: Scope, name: str) -> list[str]:
+    """Every value of one query parameter (name compared decoded and case-insensitively).
+
+    Auth reads credentials only through this, and `strip_query_params` removes by the
+    same names, so whatever authenticates a caller never travels on.
+    """
+    query: bytes = scope.get("query_string", b"")
+    if not query:
+        return []
+    wanted = name.lower()
+    values = []
+    for part in query.split(b"&"):
+        if part and _param_name(part) == wanted:
+            _, _, value = part.partition(b"=")
+            values.append(_decoded(value.decode("latin-1")))
+    return values
+
+
+def strip_query_params(query: bytes, names: frozenset[str]) -> bytes:
+    """The query string without the parameters named in `names` (lower-case, decoded)."""
     if not query or not names:
         return query
-    kept = [part for part in query.split(b"&") if part.split(b"=", 1)[0].lower() not in names]
-    return b"&".join(kept)
+    return b"&".join(part for part in query.split(b"&") if _param_name(part) not in names)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Mapping
 
-from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from ..config import GatewayConfig, SecretRef, ServerConfig
 from ..config.outbound import (
@@ -89,13 +89,13 @@ class BackendCredentials:
     def tokens(self) -> TokenCache:
         return self.machinery.tokens
 
-    async def headers_for(self, server: ServerConfig, caller: Caller, inbound: Headers) -> RawHeaders:
+    async def headers_for(self, server: ServerConfig, caller: Caller, request: Scope) -> RawHeaders:
         """Headers to add to the backend request (e.g. Authorization: Bearer <backend token>)."""
         mode = self.modes.get(server.name)
         if mode is None:
             return []
         try:
-            return await mode.headers(caller, inbound)
+            return await mode.headers(caller, request)
         except CredentialUnavailable as failure:
             raise CredentialUnavailable(
                 f"server {server.name!r}: {failure.message}", status=failure.status, headers=failure.headers
