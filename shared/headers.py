@@ -29,17 +29,19 @@ INBOUND_CREDENTIAL_HEADERS = frozenset(
         b"cookie",
         b"ocp-apim-subscription-key",
         b"proxy-authorization",
-        # App Service authentication ("Easy Auth") injects the caller's identity and tokens.
-        b"x-ms-client-principal",
-        b"x-ms-client-principal-id",
-        b"x-ms-client-principal-name",
-        b"x-ms-client-principal-idp",
-        b"x-ms-token-aad-access-token",
-        b"x-ms-token-aad-id-token",
-        b"x-ms-token-aad-refresh-token",
     }
 )
 """Never forwarded. Auth stages add their configured header names to this set."""
+
+INBOUND_CREDENTIAL_PREFIXES = (
+    # App Service authentication ("Easy Auth"): the principal, and every provider's tokens.
+    b"x-ms-client-principal",
+    b"x-ms-token-",
+    b"x-zumo-",
+    # App Service's client certificate, when TLS mutual auth is on.
+    b"x-arr-clientcert",
+)
+"""Whole families never forwarded, by name prefix: a new identity provider adds names, not a release."""
 
 _REPLACED_UP = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
 # The gateway checks Origin itself; passed on, a browser's Origin would trip the
@@ -104,6 +106,8 @@ def upstream_headers(
             proto = value
         if lower in drop:
             has_connection = has_connection or lower == b"connection"
+            continue
+        if lower.startswith(INBOUND_CREDENTIAL_PREFIXES):
             continue
         if lower == b"traceparent":
             has_traceparent = True

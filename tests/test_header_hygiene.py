@@ -147,3 +147,27 @@ def test_query_bytes_that_could_break_the_request_line_are_percent_encoded():
     target = UpstreamTarget.parse("http://backend:8080/mcp")
     assert target.with_query(b"a=1 HTTP/1.1\r\nx: y&b=\xff").path == b"/mcp?a=1%20HTTP/1.1%0D%0Ax:%20y&b=%FF"
     assert target.with_query(b"").path == b"/mcp" and target.host == b"backend:8080"
+
+
+APP_SERVICE_AUTH = {
+    "X-MS-TOKEN-GOOGLE-ACCESS-TOKEN": "google-token-must-not-leak",
+    "x-ms-token-facebook-id-token": "facebook-token-must-not-leak",
+    "X-MS-TOKEN-AAD-EXPIRES-ON": "2030-01-01T00:00:00Z",
+    "X-ZUMO-AUTH": "zumo-token-must-not-leak",
+    "X-MS-CLIENT-PRINCIPAL-ROLES": "admin",
+    "X-ARR-ClientCert": "client-cert-must-not-leak",
+}
+
+
+async def test_every_app_service_authentication_header_family_is_dropped(start_server, start_gateway):
+    """Easy Auth's headers for every identity provider, not only Entra's, carry the caller's tokens."""
+    recorder = RecordingBackend()
+    backend = start_server(recorder, lifespan="off")
+    base = start_gateway(gateway_config({"r": anonymous(f"{backend.base_url}/mcp")}))
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(f"{base}/mcp/r", content=b"{}", headers={**APP_SERVICE_AUTH, "x-msal-kept": "1"})
+    assert response.status_code == 200
+    seen = recorder.requests[-1]
+    for name in APP_SERVICE_AUTH:
+        assert name.lower() not in seen.headers, name
+    assert seen.headers["x-msal-kept"] == "1"
