@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from . import __version__
+from .authority import ORIGIN_KEY, PublicOrigin
 from .body import RequestBody
 from .config import GatewayConfig, ServerConfig
 from .cors import CorsHandler
@@ -97,6 +98,7 @@ class Gateway:
             name: self._credential_query[name] | _configured_query_names(server)
             for name, server in config.servers.items()
         }
+        self._metadata_vary = "Host, X-Forwarded-Host, X-Forwarded-Proto" if config.gateway.trust_forwarded_headers else "Host"
         self._single_headers = SINGLE_HEADERS.union(
             *(self.inbound.credential_headers(server) for server in config.servers.values())
         )
@@ -159,8 +161,7 @@ class Gateway:
         route: Route | None = None
         try:
             refuse_repeated(request.scope, self._single_headers)
-            self.guard.check_host(get_header(request.scope, b"host"))
-            self.guard.check_origin(get_header(request.scope, b"origin"))
+            self.guard.check(request.scope)
             route = self._routes.get(request.scope["path"]) or self._resolve(request.scope["path"])
             if request.method == "OPTIONS" and route.kind != "health":
                 return self.cors.preflight(request)
@@ -227,8 +228,12 @@ class Gateway:
             document = self.inbound.metadata(route.server, request)
             if document is None:
                 raise UnknownServer(f"server {route.server.name!r} does not take bearer tokens")
-        # Public metadata: browser-based MCP clients read it cross-origin.
-        return JSONResponse(document, headers={"access-control-allow-origin": "*", "cache-control": "max-age=300"})
+        # Public metadata: browser-based MCP clients read it cross-origin. Unless publicBaseUrl
+        # names the gateway, the document names the request's host: caches must key on it.
+        headers = {"access-control-allow-origin": "*", "cache-control": "max-age=300"}
+        if not self.config.gateway.public_base_url:
+            headers["vary"] = self._metadata_vary
+        return JSONResponse(document, headers=headers)
 
     def _request_body(self, request: Request) -> RequestBody | None:
         if request.method in ("GET", "DELETE", "HEAD"):
@@ -249,10 +254,12 @@ class Gateway:
         else:
             target = self._targets[server.name].with_query(query)
         client = request.scope.get("client")
+        origin: PublicOrigin = request.scope[ORIGIN_KEY]
         headers = upstream_headers(
             request.scope["headers"],
             client_ip=client[0] if client else "unknown",
-            scheme=request.scope.get("scheme", "http"),
+            scheme=origin.scheme,
+            host=origin.authority.text,
             dropped=self._dropped_headers[server.name],
             extra=self._extra_headers[server.name],
         )

@@ -83,27 +83,26 @@ def upstream_headers(
     *,
     client_ip: str,
     scheme: str,
+    host: str = "",
     dropped: frozenset[bytes] = INBOUND_CREDENTIAL_HEADERS,
     extra: Iterable[tuple[bytes, bytes]] = (),
 ) -> list[tuple[bytes, bytes]]:
-    """Headers for the backend request; `dropped` holds lower-case names never forwarded,
-    `extra` the server's configured headers (lower-case names, encoded)."""
+    """Headers for the backend request.
+
+    `scheme` and `host` are the request's public origin as the Host guard worked it out
+    (never the caller's own X-Forwarded-* values); `dropped` holds lower-case names never
+    forwarded, `extra` the server's configured headers (lower-case names, encoded).
+    """
     drop = _dropped_up(dropped)
     out: list[tuple[bytes, bytes]] = []
-    host = b""
     forwarded_for = b""
-    proto = scheme.encode()
     has_traceparent = False
     has_accept_encoding = False
     has_connection = False
     for name, value in inbound:
         lower = name.lower()
-        if lower == b"host":
-            host = value
-        elif lower == b"x-forwarded-for":
+        if lower == b"x-forwarded-for":
             forwarded_for = value
-        elif lower == b"x-forwarded-proto":
-            proto = value
         if lower in drop:
             has_connection = has_connection or lower == b"connection"
             continue
@@ -120,9 +119,9 @@ def upstream_headers(
         has_accept_encoding = has_accept_encoding and b"accept-encoding" not in named
     chain = forwarded_for + b", " + client_ip.encode() if forwarded_for else client_ip.encode()
     out.append((b"x-forwarded-for", chain))
-    out.append((b"x-forwarded-proto", proto))
+    out.append((b"x-forwarded-proto", scheme.encode()))
     if host:
-        out.append((b"x-forwarded-host", host))
+        out.append((b"x-forwarded-host", host.encode()))
     if not has_traceparent:
         out.append((b"traceparent", new_traceparent()))
     if not has_accept_encoding:

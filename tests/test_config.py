@@ -162,3 +162,32 @@ def test_access_log_is_off_unless_asked_for():
         access.setLevel(logging.NOTSET)
         root.handlers[:], root.propagate = saved[0], saved[1]
         root.setLevel(saved[2])
+
+
+@pytest.mark.parametrize(
+    ("gateway", "field"),
+    [
+        ({"allowedHosts": ["127.0.0.1:@evil.example"]}, "gateway.allowedHosts[0]"),
+        ({"allowedHosts": ["ok.example", "*.bad#.example"]}, "gateway.allowedHosts[1]"),
+        ({"allowedOrigins": ["https://app.example/path"]}, "gateway.allowedOrigins[0]"),
+        ({"cors": {"allowOrigins": ["null"]}}, "gateway.cors.allowOrigins[0]"),
+        ({"cors": {"allowOrigins": ["*"]}}, "gateway.cors.allowOrigins"),
+        ({"publicBaseUrl": "https://gw.example:99999"}, "gateway.publicBaseUrl"),
+    ],
+)
+def test_hosts_and_origins_in_the_config_parse_as_requests_will(gateway, field):
+    document = {"servers": {"a": {"url": "http://b/mcp", "anonymous": True}}, "gateway": gateway}
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert error.value.field == field
+
+
+def test_a_cors_wildcard_needs_an_origin_wildcard_and_is_warned_about(caplog):
+    from shared.config import warn_about_risks
+
+    document = {"servers": {"a": {"url": "http://b/mcp", "anonymous": True}},
+                "gateway": {"allowedOrigins": ["*"], "cors": {"allowOrigins": ["*"]}, "trustForwardedHeaders": True}}
+    with caplog.at_level("WARNING", logger="shared.config"):
+        warn_about_risks(parse_config(document))
+    assert "gateway.cors.allowOrigins contains '*'" in caplog.text
+    assert "gateway.trustForwardedHeaders is on" in caplog.text

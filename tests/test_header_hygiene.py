@@ -100,7 +100,8 @@ async def test_mcp_response_headers_come_back_and_hop_by_hop_and_cookies_do_not(
 def test_without_a_client_accept_encoding_the_backend_is_asked_for_identity():
     from shared.headers import upstream_headers
 
-    headers = dict(upstream_headers([(b"host", b"gw"), (b"accept", b"*/*")], client_ip="10.0.0.1", scheme="https"))
+    headers = dict(upstream_headers([(b"host", b"internal"), (b"accept", b"*/*"), (b"x-forwarded-proto", b"http")],
+                                    client_ip="10.0.0.1", scheme="https", host="gw"))
     assert headers[b"accept-encoding"] == b"identity"
     assert headers[b"x-forwarded-proto"] == b"https" and headers[b"x-forwarded-host"] == b"gw"
 

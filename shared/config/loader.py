@@ -8,13 +8,14 @@ import re
 import logging
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from ..authority import HostPattern, MalformedAuthority, parse_origin
 from ..errors import ConfigError
 from ..settings import env
 from .inbound import build_inbound, build_subscriptions
@@ -120,6 +121,35 @@ def _build_server(name: str, raw: Mapping[str, Any]) -> ServerConfig:
     )
 
 
+def _check_gateway(raw: Mapping[str, Any]) -> None:
+    """Host patterns and origins parse as the guard will parse requests; CORS cannot open the guard alone."""
+    for i, host in enumerate(raw.get("allowedHosts", ())):
+        if host != "*":
+            _parse_or_fail(f"gateway.allowedHosts[{i}]", HostPattern.parse, host, "is not a host, host:port or *.suffix")
+    origins = [("gateway.allowedOrigins", raw.get("allowedOrigins", ()))]
+    origins.append(("gateway.cors.allowOrigins", raw.get("cors", {}).get("allowOrigins", ())))
+    for field_name, values in origins:
+        for i, origin in enumerate(values):
+            if origin != "*":
+                _parse_or_fail(f"{field_name}[{i}]", parse_origin, origin, "is not an origin (http(s)://host[:port])")
+    if "*" in raw.get("cors", {}).get("allowOrigins", ()) and "*" not in raw.get("allowedOrigins", ()):
+        raise ConfigError(
+            "gateway.cors.allowOrigins",
+            "'*' would let any web page call the gateway: name the origins, or say '*' in gateway.allowedOrigins too",
+        )
+    if "publicBaseUrl" in raw:
+        _parse_or_fail(
+            "gateway.publicBaseUrl", parse_origin, raw["publicBaseUrl"], "is not scheme://host[:port] (no path)"
+        )
+
+
+def _parse_or_fail(field_name: str, parse: Callable[[str], Any], value: str, message: str) -> None:
+    try:
+        parse(value)
+    except MalformedAuthority:
+        raise ConfigError(field_name, f"{value!r} {message}") from None
+
+
 def _build_gateway(raw: Mapping[str, Any]) -> GatewaySettings:
     cors = raw.get("cors")
     return GatewaySettings(
@@ -129,6 +159,7 @@ def _build_gateway(raw: Mapping[str, Any]) -> GatewaySettings:
         max_body_bytes=int(raw.get("maxBodyBytes", GatewaySettings.max_body_bytes)),
         keep_alive_seconds=float(raw.get("keepAliveSeconds", GatewaySettings.keep_alive_seconds)),
         public_base_url=raw.get("publicBaseUrl"),
+        trust_forwarded_headers=raw.get("trustForwardedHeaders", False),
         ca_bundle=raw.get("caBundle"),
         key_vault_url=raw.get("keyVaultUrl"),
         key_cache_seconds=float(raw.get("keyCacheSeconds", GatewaySettings.key_cache_seconds)),
@@ -140,6 +171,7 @@ def parse_config(document: Any) -> GatewayConfig:
     errors = sorted(_validator().iter_errors(document), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
     if errors:
         raise ConfigError(*_describe(errors[0]))
+    _check_gateway(document.get("gateway", {}))
     for name, raw in document["servers"].items():
         _check_server(name, raw)
     servers = {name: _build_server(name, raw) for name, raw in document["servers"].items()}
@@ -187,3 +219,10 @@ def warn_about_risks(config: GatewayConfig) -> None:
         logger.warning("gateway.allowedHosts contains '*': DNS-rebinding protection is off")
     if "*" in config.gateway.allowed_origins:
         logger.warning("gateway.allowedOrigins contains '*': any web page may call the gateway")
+    if config.gateway.cors and "*" in config.gateway.cors.allow_origins:
+        logger.warning("gateway.cors.allowOrigins contains '*': any web page may read the gateway's answers")
+    if config.gateway.trust_forwarded_headers:
+        logger.warning(
+            "gateway.trustForwardedHeaders is on: only safe behind a proxy that sets X-Forwarded-Proto and "
+            "X-Forwarded-Host on every request"
+        )
