@@ -12,6 +12,7 @@
     ├── ClientClosedRequest    499  (the client left while its body was streaming up)
     ├── Unauthorized           401  (no or bad credential; WWW-Authenticate challenge)
     ├── Forbidden              403  (valid credential, not allowed here: scope, role, server)
+    ├── AuthUnavailable        503  (the credential cannot be checked now: the token issuer's keys are unreachable)
     ├── CredentialUnavailable  502/503 (the gateway could not get the backend's credential)
     ├── BackendUnavailable     502  (refused, reset, bad answer)
     └── BackendTimeout         504
@@ -129,6 +130,14 @@ class Forbidden(GatewayError):
     status = 403
     code = "forbidden"
     jsonrpc_code = -32003
+
+
+class AuthUnavailable(GatewayError):
+    """The caller's credential cannot be checked right now (e.g. no signing keys and the IdP unreachable)."""
+
+    status = 503
+    code = "auth_unavailable"
+    jsonrpc_code = -32006
 
 
 class CredentialUnavailable(GatewayError):
