@@ -83,6 +83,8 @@ class Gateway:
             name: INBOUND_CREDENTIAL_HEADERS
             | self.inbound.credential_headers(server)
             | self.outbound.credential_headers(server)
+            # a configured header replaces the caller's copies
+            | frozenset(k.lower().encode() for k, _ in server.headers)
             for name, server in config.servers.items()
         }
         self._extra_headers = {

@@ -191,3 +191,33 @@ def test_a_cors_wildcard_needs_an_origin_wildcard_and_is_warned_about(caplog):
         warn_about_risks(parse_config(document))
     assert "gateway.cors.allowOrigins contains '*'" in caplog.text
     assert "gateway.trustForwardedHeaders is on" in caplog.text
+
+
+@pytest.mark.parametrize("value", ["contoso\r\nX-Injected: 1", "a\nb", "a\rb", "nul\x00", "del\x7f", "esc\x1b[0m"])
+def test_a_static_header_value_with_a_control_character_is_refused(value):
+    document = {"servers": {"r": {"url": "http://b/mcp", "anonymous": True, "headers": {"X-Tenant": value}}}}
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert error.value.field == "servers.r.headers.X-Tenant"
+    assert "control character" in error.value.message and value not in error.value.message
+
+
+@pytest.mark.parametrize("name", ["X Tenant", "X-Tenant:", "X-T\u00e9nant", "", "X-Forwarded-For", "Forwarded", "Transfer-Encoding"])
+def test_a_static_header_name_must_be_a_token_the_gateway_does_not_set_itself(name):
+    document = {"servers": {"r": {"url": "http://b/mcp", "anonymous": True, "headers": {name: "v"}}}}
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert error.value.field.startswith("servers.r.headers")
+
+
+def test_tabs_spaces_and_non_ascii_are_fine_in_a_static_header_value():
+    document = {"servers": {"r": {"url": "http://b/mcp", "anonymous": True, "headers": {"X-Tenant": "Contoso\tGmbH \u00e9"}}}}
+    assert parse_config(document).servers["r"].headers == (("X-Tenant", "Contoso\tGmbH \u00e9"),)
+
+
+def test_a_secret_header_prefix_with_a_control_character_is_refused():
+    outbound = {"secretHeader": {"name": "x-api-key", "keyVaultSecret": {"name": "k"}, "prefix": "Key\x00 "}}
+    document = {"servers": {"r": {"url": "http://b/mcp", "anonymous": True, "outbound": outbound}}}
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert error.value.field == "servers.r.outbound.secretHeader.prefix" and "control character" in error.value.message

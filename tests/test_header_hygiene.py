@@ -172,3 +172,14 @@ async def test_every_app_service_authentication_header_family_is_dropped(start_s
     for name in APP_SERVICE_AUTH:
         assert name.lower() not in seen.headers, name
     assert seen.headers["x-msal-kept"] == "1"
+
+
+async def test_a_configured_header_replaces_any_copy_the_caller_sent(start_server, start_gateway):
+    recorder = RecordingBackend()
+    backend = start_server(recorder, lifespan="off")
+    base = start_gateway(gateway_config({"r": anonymous(f"{backend.base_url}/mcp", headers={"X-Tenant": "contoso"})}))
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(f"{base}/mcp/r", content=b"{}",
+                                     headers=[("X-Tenant", "evil"), ("x-tenant", "evil2"), ("content-type", "application/json")])
+    assert response.status_code == 200
+    assert [v for k, v in recorder.requests[-1].raw_headers if k == b"x-tenant"] == [b"contoso"]

@@ -27,7 +27,18 @@ logger = logging.getLogger("shared.config")
 SCHEMA_DIR = Path(__file__).with_name("schema")
 SCHEMA_PATH = SCHEMA_DIR / "config.schema.json"
 _SCHEMA_BASE = "https://mcp-gateway.invalid/schema/"
-_RESERVED_STATIC_HEADERS = HOP_BY_HOP | {"host", "content-length", "authorization", "cookie"}
+_RESERVED_STATIC_HEADERS = HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "authorization",
+    "cookie",
+    # set by the gateway itself from what it checked
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+}
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @functools.cache
@@ -64,6 +75,8 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return (f"{where}.{missing}" if where != "(root)" else missing, "is required")
+    if error.validator == "pattern" and isinstance(error.instance, str) and _CONTROL.search(error.instance):
+        return (where, "must not contain control characters (CR, LF, NUL, ...): they would end or split the header")
     if "propertyNames" in error.schema_path:
         return (where, f"invalid name {error.instance!r} (must match {error.validator_value})")
     if error.validator == "pattern" and str(error.schema.get("pattern", "")).startswith("^https?"):
