@@ -210,15 +210,29 @@ class TokenValidator:
 
 
 def check_permissions(caller: Caller, rules: TokenRules, challenge: Callable[[str, str], dict[str, str]]) -> None:
-    """Valid token, but is it allowed here? 403 insufficient_scope when not."""
-    missing_scopes = [s for s in rules.required_scopes if s not in caller.scopes]
-    if missing_scopes and not (rules.required_roles and caller.roles & set(rules.required_roles)):
-        raise Forbidden(
-            "token lacks the required scope(s): " + " ".join(missing_scopes),
-            headers=challenge("insufficient_scope", "token lacks the required scope"),
-        )
-    if rules.required_roles and not caller.roles & set(rules.required_roles) and not rules.required_scopes:
+    """Valid token, but is it allowed here? 403 insufficient_scope when not. The rule (docs/inbound.md):
+
+    - requiredRoles: every token must hold at least one of them;
+    - requiredScopes: a delegated token (it has `scp`) must hold all of them; an app-only
+      token (no `scp`) cannot hold scopes, so it passes this rule only by holding a required role.
+    """
+    has_role = bool(rules.required_roles) and bool(caller.roles & set(rules.required_roles))
+    if rules.required_roles and not has_role:
         raise Forbidden(
             "token lacks a required role",
             headers=challenge("insufficient_scope", "token lacks a required role"),
+        )
+    if not rules.required_scopes:
+        return
+    if "scp" in caller.claims:
+        missing = [s for s in rules.required_scopes if s not in caller.scopes]
+        if missing:
+            raise Forbidden(
+                "token lacks the required scope(s): " + " ".join(missing),
+                headers=challenge("insufficient_scope", "token lacks the required scope"),
+            )
+    elif not has_role:
+        raise Forbidden(
+            "an app-only token needs a required role here (it cannot hold the required scopes)",
+            headers=challenge("insufficient_scope", "token lacks the required scope"),
         )
