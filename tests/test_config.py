@@ -221,3 +221,12 @@ def test_a_secret_header_prefix_with_a_control_character_is_refused():
     with pytest.raises(ConfigError) as error:
         parse_config(document)
     assert error.value.field == "servers.r.outbound.secretHeader.prefix" and "control character" in error.value.message
+
+
+@pytest.mark.parametrize("scope", ['api://x/say"hi"', "two words", "back\\slash", "", "cr\r\n"])
+def test_a_required_scope_must_be_an_rfc_6749_scope_token(scope):
+    entra = {"tenantId": "contoso.onmicrosoft.com", "audiences": ["api://gw"], "requiredScopes": [scope]}
+    document = {"servers": {"r": {"url": "http://b/mcp", "auth": {"entra": entra}}}}
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert error.value.field == "servers.r.auth.entra.requiredScopes[0]"

@@ -181,7 +181,11 @@ def _build_gateway(raw: Mapping[str, Any]) -> GatewaySettings:
 
 def parse_config(document: Any) -> GatewayConfig:
     """Validate a decoded JSON document and build the typed config."""
-    errors = sorted(_validator().iter_errors(document), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
+    # A failing allOf branch also leaves its fields "unevaluated": report the real error first.
+    errors = sorted(
+        _validator().iter_errors(document),
+        key=lambda e: (e.validator == "unevaluatedProperties", len(e.absolute_path), list(map(str, e.path))),
+    )
     if errors:
         raise ConfigError(*_describe(errors[0]))
     _check_gateway(document.get("gateway", {}))
