@@ -12,18 +12,29 @@ import time
 import httpx
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from . import __version__
+from .authority import ORIGIN_KEY, PublicOrigin
 from .body import RequestBody
 from .config import GatewayConfig, ServerConfig
 from .cors import CorsHandler
 from .errors import NO_ID, GatewayError, GatewayMisconfigured, MethodNotAllowed, UnknownServer, error_response
 from .guard import HostGuard
-from .headers import INBOUND_CREDENTIAL_HEADERS, get_header, strip_query_params, upstream_headers
+from .headers import (
+    INBOUND_CREDENTIAL_HEADERS,
+    SINGLE_HEADERS,
+    get_header,
+    query_names,
+    refuse_repeated,
+    refuse_repeated_params,
+    strip_query_params,
+    upstream_headers,
+)
 from .httpclient import https_client
 from .caller import Caller
 from .inbound import InboundAuthenticator
@@ -46,7 +57,7 @@ _METHODS: Mapping[RouteKind, frozenset[str]] = {
     "sse": frozenset({"GET"}),
     "message": frozenset({"POST"}),
 }
-_CREDENTIAL_QUERY_PARAMS = frozenset({b"subscription-key"})
+_CREDENTIAL_QUERY_PARAMS = frozenset({"subscription-key"})
 
 
 @dataclass(frozen=True)
@@ -74,16 +85,27 @@ class Gateway:
             name: INBOUND_CREDENTIAL_HEADERS
             | self.inbound.credential_headers(server)
             | self.outbound.credential_headers(server)
+            # a configured header replaces the caller's copies
+            | frozenset(k.lower().encode() for k, _ in server.headers)
             for name, server in config.servers.items()
         }
         self._extra_headers = {
             name: tuple((k.lower().encode(), v.encode()) for k, v in server.headers)
             for name, server in config.servers.items()
         }
-        self._dropped_query = {
+        self._credential_query = {
             name: _CREDENTIAL_QUERY_PARAMS | self.inbound.credential_query_params(server)
             for name, server in config.servers.items()
         }
+        # A configured URL's parameters are the backend's contract: a client cannot restate them.
+        self._dropped_query = {
+            name: self._credential_query[name] | _configured_query_names(server)
+            for name, server in config.servers.items()
+        }
+        self._metadata_vary = "Host, X-Forwarded-Host, X-Forwarded-Proto" if config.gateway.trust_forwarded_headers else "Host"
+        self._single_headers = SINGLE_HEADERS.union(
+            *(self.inbound.credential_headers(server) for server in config.servers.values())
+        )
 
     def _known_routes(self) -> dict[str, Route]:
         """Every valid path, resolved once: the hot path is one dict lookup."""
@@ -160,8 +182,8 @@ class Gateway:
         body: RequestBody | None = None
         route: Route | None = None
         try:
-            self.guard.check_host(get_header(request.scope, b"host"))
-            self.guard.check_origin(get_header(request.scope, b"origin"))
+            refuse_repeated(request.scope, self._single_headers)
+            self.guard.check(request.scope)
             route = self._routes.get(request.scope["path"]) or self._resolve(request.scope["path"])
             if request.method == "OPTIONS" and route.kind != "health":
                 return self.cors.preflight(request)
@@ -173,6 +195,7 @@ class Gateway:
                 return self._metadata(request, route)
             assert route.server is not None
             body = self._request_body(request)
+            refuse_repeated_params(request.scope, self._credential_query[route.server.name])
             caller = await self.inbound.authenticate(route.server, request)
             response = await self._forward(request, route, body, caller)
         except GatewayError as error:
@@ -227,8 +250,12 @@ class Gateway:
             document = self.inbound.metadata(route.server, request)
             if document is None:
                 raise UnknownServer(f"server {route.server.name!r} does not take bearer tokens")
-        # Public metadata: browser-based MCP clients read it cross-origin.
-        return JSONResponse(document, headers={"access-control-allow-origin": "*", "cache-control": "max-age=300"})
+        # Public metadata: browser-based MCP clients read it cross-origin. Unless publicBaseUrl
+        # names the gateway, the document names the request's host: caches must key on it.
+        headers = {"access-control-allow-origin": "*", "cache-control": "max-age=300"}
+        if not self.config.gateway.public_base_url:
+            headers["vary"] = self._metadata_vary
+        return JSONResponse(document, headers=headers)
 
     def _request_body(self, request: Request) -> RequestBody | None:
         if request.method in ("GET", "DELETE", "HEAD"):
@@ -249,14 +276,16 @@ class Gateway:
         else:
             target = self._targets[server.name].with_query(query)
         client = request.scope.get("client")
+        origin: PublicOrigin = request.scope[ORIGIN_KEY]
         headers = upstream_headers(
             request.scope["headers"],
             client_ip=client[0] if client else "unknown",
-            scheme=request.scope.get("scheme", "http"),
+            scheme=origin.scheme,
+            host=origin.authority.text,
             dropped=self._dropped_headers[server.name],
             extra=self._extra_headers[server.name],
         )
-        headers += await self.outbound.headers_for(server, caller, request.headers)
+        headers += await self.outbound.headers_for(server, caller, request.scope)
         if route.kind == "sse":
             # The endpoint event is rewritten, so it must arrive uncompressed.
             headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]
@@ -273,6 +302,10 @@ class Gateway:
         return ProxyResponse(
             upstream, server, keep_alive=self.config.gateway.keep_alive_seconds, extra_headers=extra, rewrite=rewrite
         )
+
+
+def _configured_query_names(server: ServerConfig) -> frozenset[str]:
+    return query_names(urlsplit(server.url).query) | query_names(urlsplit(server.message_url or "").query)
 
 
 def create_app(config: GatewayConfig, *, environ: Mapping[str, str] | None = None) -> Gateway:

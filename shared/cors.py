@@ -24,7 +24,7 @@ class CorsHandler:
     def preflight(self, request: Request) -> Response:
         if self.policy is None:
             raise MethodNotAllowed("OPTIONS is not allowed: CORS is not configured (gateway.cors)")
-        origin = request.headers.get("origin")
+        origin = get_header(request.scope, b"origin")
         if not self._allowed(origin):
             raise OriginNotAllowed(f"origin {origin!r} is not in gateway.cors.allowOrigins")
         headers = {
@@ -33,7 +33,7 @@ class CorsHandler:
             "access-control-max-age": str(self.policy.max_age_seconds),
             "vary": "Origin",
         }
-        requested = request.headers.get("access-control-request-headers")
+        requested = get_header(request.scope, b"access-control-request-headers")
         if requested:
             headers["access-control-allow-headers"] = requested
         return Response(status_code=204, headers=headers)

@@ -13,11 +13,15 @@
     ├── ClientClosedRequest    499  (the client left while its body was streaming up)
     ├── Unauthorized           401  (no or bad credential; WWW-Authenticate challenge)
     ├── Forbidden              403  (valid credential, not allowed here: scope, role, server)
+    ├── AuthUnavailable        503  (the credential cannot be checked now: the token issuer's keys are unreachable)
     ├── CredentialUnavailable  502/503 (the gateway could not get the backend's credential)
     ├── BackendUnavailable     502  (refused, reset, bad answer)
     └── BackendTimeout         504
 
 Messages are written for the caller: they name what was wrong, never a credential.
+`client_message` is what a response body carries; an error whose message names
+internals (a Key Vault secret, a vault, a token endpoint) keeps it for the logs and
+gives clients a generic one.
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ class GatewayError(Exception):
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+
+    @property
+    def client_message(self) -> str:
+        """The message a response body carries."""
+        return self.message
 
 
 class ConfigError(GatewayError):
@@ -140,16 +149,38 @@ class Forbidden(GatewayError):
     jsonrpc_code = -32003
 
 
+class AuthUnavailable(GatewayError):
+    """The caller's credential cannot be checked right now (e.g. no signing keys and the IdP unreachable)."""
+
+    status = 503
+    code = "auth_unavailable"
+    jsonrpc_code = -32006
+
+
 class CredentialUnavailable(GatewayError):
-    """The backend's credential could not be obtained (identity, token endpoint or Key Vault failing)."""
+    """The backend's credential could not be obtained (identity, token endpoint or Key Vault failing).
+
+    `message` names the step (a secret, a vault, a scope) for the logs; clients get
+    `client_message`, which names only the server.
+    """
 
     status = 503
     code = "credential_unavailable"
     jsonrpc_code = -32004
 
-    def __init__(self, message: str, *, status: int = 503, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int = 503, headers: dict[str, str] | None = None, server: str | None = None
+    ) -> None:
         super().__init__(message, headers=headers)
         self.status = status
+        self.server = server
+
+    @property
+    def client_message(self) -> str:
+        who = f"server {self.server!r}: " if self.server else ""
+        if self.status == 503:
+            return who + "the backend credential is unavailable for now: try again later"
+        return who + "the gateway could not obtain the backend credential"
 
 
 class BackendUnavailable(GatewayError):
@@ -175,12 +206,12 @@ def error_response(error: GatewayError, jsonrpc_id: Any = NO_ID) -> Response:
     match it to the call it made; anything else gets a small JSON error object.
     """
     if jsonrpc_id is NO_ID:
-        body: dict[str, Any] = {"error": {"code": error.code, "message": error.message}}
+        body: dict[str, Any] = {"error": {"code": error.code, "message": error.client_message}}
     else:
         body = {
             "jsonrpc": "2.0",
             "id": jsonrpc_id,
-            "error": {"code": error.jsonrpc_code, "message": error.message, "data": {"status": error.status}},
+            "error": {"code": error.jsonrpc_code, "message": error.client_message, "data": {"status": error.status}},
         }
     return Response(
         json.dumps(body, separators=(",", ":")).encode(),

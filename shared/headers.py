@@ -12,10 +12,12 @@ from __future__ import annotations
 import functools
 import random
 from typing import Iterable, Sequence
+from urllib.parse import unquote_plus
 
 from starlette.types import Scope
 
 from .config import HOP_BY_HOP
+from .errors import BadRequest
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
@@ -27,17 +29,19 @@ INBOUND_CREDENTIAL_HEADERS = frozenset(
         b"cookie",
         b"ocp-apim-subscription-key",
         b"proxy-authorization",
-        # App Service authentication ("Easy Auth") injects the caller's identity and tokens.
-        b"x-ms-client-principal",
-        b"x-ms-client-principal-id",
-        b"x-ms-client-principal-name",
-        b"x-ms-client-principal-idp",
-        b"x-ms-token-aad-access-token",
-        b"x-ms-token-aad-id-token",
-        b"x-ms-token-aad-refresh-token",
     }
 )
 """Never forwarded. Auth stages add their configured header names to this set."""
+
+INBOUND_CREDENTIAL_PREFIXES = (
+    # App Service authentication ("Easy Auth"): the principal, and every provider's tokens.
+    b"x-ms-client-principal",
+    b"x-ms-token-",
+    b"x-zumo-",
+    # App Service's client certificate, when TLS mutual auth is on.
+    b"x-arr-clientcert",
+)
+"""Whole families never forwarded, by name prefix: a new identity provider adds names, not a release."""
 
 _REPLACED_UP = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
 # The gateway checks Origin itself; passed on, a browser's Origin would trip the
@@ -79,29 +83,30 @@ def upstream_headers(
     *,
     client_ip: str,
     scheme: str,
+    host: str = "",
     dropped: frozenset[bytes] = INBOUND_CREDENTIAL_HEADERS,
     extra: Iterable[tuple[bytes, bytes]] = (),
 ) -> list[tuple[bytes, bytes]]:
-    """Headers for the backend request; `dropped` holds lower-case names never forwarded,
-    `extra` the server's configured headers (lower-case names, encoded)."""
+    """Headers for the backend request.
+
+    `scheme` and `host` are the request's public origin as the Host guard worked it out
+    (never the caller's own X-Forwarded-* values); `dropped` holds lower-case names never
+    forwarded, `extra` the server's configured headers (lower-case names, encoded).
+    """
     drop = _dropped_up(dropped)
     out: list[tuple[bytes, bytes]] = []
-    host = b""
     forwarded_for = b""
-    proto = scheme.encode()
     has_traceparent = False
     has_accept_encoding = False
     has_connection = False
     for name, value in inbound:
         lower = name.lower()
-        if lower == b"host":
-            host = value
-        elif lower == b"x-forwarded-for":
+        if lower == b"x-forwarded-for":
             forwarded_for = value
-        elif lower == b"x-forwarded-proto":
-            proto = value
         if lower in drop:
             has_connection = has_connection or lower == b"connection"
+            continue
+        if lower.startswith(INBOUND_CREDENTIAL_PREFIXES):
             continue
         if lower == b"traceparent":
             has_traceparent = True
@@ -114,9 +119,9 @@ def upstream_headers(
         has_accept_encoding = has_accept_encoding and b"accept-encoding" not in named
     chain = forwarded_for + b", " + client_ip.encode() if forwarded_for else client_ip.encode()
     out.append((b"x-forwarded-for", chain))
-    out.append((b"x-forwarded-proto", proto))
+    out.append((b"x-forwarded-proto", scheme.encode()))
     if host:
-        out.append((b"x-forwarded-host", host))
+        out.append((b"x-forwarded-host", host.encode()))
     if not has_traceparent:
         out.append((b"traceparent", new_traceparent()))
     if not has_accept_encoding:
@@ -145,14 +150,23 @@ def downstream_headers(upstream: RawHeaders) -> tuple[list[tuple[bytes, bytes]],
     return out, content_type
 
 
+SINGLE_HEADERS = frozenset({b"host", b"authorization", b"origin", b"ocp-apim-subscription-key"})
+"""Headers a request may carry once at most; servers' credential header names add to these."""
+
+
 def header_map(scope: Scope) -> dict[bytes, bytes]:
     """The request's headers by lower-case name, built once per request.
 
-    Starlette's Headers scans the whole list on every lookup; the pipeline looks
-    up half a dozen names, so one dict is cheaper. ASGI servers send names lower-case.
+    The one accessor every stage reads headers through. Starlette's Headers scans
+    the whole list on every lookup (and keeps the first copy, where a dict keeps
+    the last); the pipeline looks up half a dozen names, so one dict is cheaper,
+    and `refuse_repeated` makes first and last the same for every name that matters.
+    ASGI servers send names lower-case.
     """
     cached = scope.get("mcp_gateway.headers")
     if cached is None:
+        if not isinstance(scope["headers"], (list, tuple)):
+            scope["headers"] = list(scope["headers"])  # an iterable can be read only once
         cached = scope["mcp_gateway.headers"] = dict(scope["headers"])
     return cached
 
@@ -162,9 +176,74 @@ def get_header(scope: Scope, name: bytes) -> str | None:
     return value.decode("latin-1") if value is not None else None
 
 
-def strip_query_params(query: bytes, names: frozenset[bytes]) -> bytes:
-    """The query string without credential parameters (e.g. subscription-key)."""
+def refuse_repeated(scope: Scope, names: frozenset[bytes]) -> None:
+    """BadRequest when a header in `names` is sent more than once.
+
+    Two copies of Host or Authorization are two answers to one question; readers
+    that picked different copies let an unchecked value through. The common case
+    (no name repeated at all) costs one length comparison.
+    """
+    raw = scope["headers"]
+    if len(header_map(scope)) == len(raw):
+        return
+    seen: set[bytes] = set()
+    for name, _ in raw:
+        if name in names:
+            if name in seen:
+                raise BadRequest(f"the {name.decode('latin-1')} header is sent more than once")
+            seen.add(name)
+
+
+def refuse_repeated_params(scope: Scope, names: frozenset[str]) -> None:
+    """BadRequest when a credential query parameter (in any spelling) is sent more than once."""
+    query: bytes = scope.get("query_string", b"")
+    if not query or not names:
+        return
+    seen: set[str] = set()
+    for part in query.split(b"&"):
+        name = _param_name(part)
+        if name in names:
+            if name in seen:
+                raise BadRequest(f"the {name} query parameter is sent more than once")
+            seen.add(name)
+
+
+def _decoded(text: str) -> str:
+    """One query name or value, decoded as form data is (`+` is a space, UTF-8 escapes)."""
+    return unquote_plus(text, encoding="utf-8", errors="replace") if "%" in text or "+" in text else text
+
+
+def _param_name(part: bytes) -> str:
+    """The name of one `name=value` part, decoded and lower-cased: the only way names are compared."""
+    return _decoded(part.split(b"=", 1)[0].decode("latin-1")).lower()
+
+
+def query_names(query: bytes | str) -> frozenset[str]:
+    """Every parameter name in a query string, as `_param_name` sees it."""
+    raw = query.encode("latin-1") if isinstance(query, str) else query
+    return frozenset(_param_name(part) for part in raw.split(b"&") if part)
+
+
+def query_values(scope: Scope, name: str) -> list[str]:
+    """Every value of one query parameter (name compared decoded and case-insensitively).
+
+    Auth reads credentials only through this, and `strip_query_params` removes by the
+    same names, so whatever authenticates a caller never travels on.
+    """
+    query: bytes = scope.get("query_string", b"")
+    if not query:
+        return []
+    wanted = name.lower()
+    values = []
+    for part in query.split(b"&"):
+        if part and _param_name(part) == wanted:
+            _, _, value = part.partition(b"=")
+            values.append(_decoded(value.decode("latin-1")))
+    return values
+
+
+def strip_query_params(query: bytes, names: frozenset[str]) -> bytes:
+    """The query string without the parameters named in `names` (lower-case, decoded)."""
     if not query or not names:
         return query
-    kept = [part for part in query.split(b"&") if part.split(b"=", 1)[0].lower() not in names]
-    return b"&".join(kept)
+    return b"&".join(part for part in query.split(b"&") if _param_name(part) not in names)

@@ -163,3 +163,71 @@ def test_access_log_is_off_unless_asked_for():
         access.setLevel(logging.NOTSET)
         root.handlers[:], root.propagate = saved[0], saved[1]
         root.setLevel(saved[2])
+
+
+@pytest.mark.parametrize(
+    ("gateway", "field"),
+    [
+        ({"allowedHosts": ["127.0.0.1:@evil.example"]}, "gateway.allowedHosts[0]"),
+        ({"allowedHosts": ["ok.example", "*.bad#.example"]}, "gateway.allowedHosts[1]"),
+        ({"allowedOrigins": ["https://app.example/path"]}, "gateway.allowedOrigins[0]"),
+        ({"cors": {"allowOrigins": ["null"]}}, "gateway.cors.allowOrigins[0]"),
+        ({"cors": {"allowOrigins": ["*"]}}, "gateway.cors.allowOrigins"),
+        ({"publicBaseUrl": "https://gw.example:99999"}, "gateway.publicBaseUrl"),
+    ],
+)
+def test_hosts_and_origins_in_the_config_parse_as_requests_will(gateway, field):
+    document = {"servers": {"a": {"url": "http://b/mcp", "anonymous": True}}, "gateway": gateway}
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert error.value.field == field
+
+
+def test_a_cors_wildcard_needs_an_origin_wildcard_and_is_warned_about(caplog):
+    from shared.config import warn_about_risks
+
+    document = {"servers": {"a": {"url": "http://b/mcp", "anonymous": True}},
+                "gateway": {"allowedOrigins": ["*"], "cors": {"allowOrigins": ["*"]}, "trustForwardedHeaders": True}}
+    with caplog.at_level("WARNING", logger="shared.config"):
+        warn_about_risks(parse_config(document))
+    assert "gateway.cors.allowOrigins contains '*'" in caplog.text
+    assert "gateway.trustForwardedHeaders is on" in caplog.text
+
+
+@pytest.mark.parametrize("value", ["contoso\r\nX-Injected: 1", "a\nb", "a\rb", "nul\x00", "del\x7f", "esc\x1b[0m"])
+def test_a_static_header_value_with_a_control_character_is_refused(value):
+    document = {"servers": {"r": {"url": "http://b/mcp", "anonymous": True, "headers": {"X-Tenant": value}}}}
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert error.value.field == "servers.r.headers.X-Tenant"
+    assert "control character" in error.value.message and value not in error.value.message
+
+
+@pytest.mark.parametrize("name", ["X Tenant", "X-Tenant:", "X-T\u00e9nant", "", "X-Forwarded-For", "Forwarded", "Transfer-Encoding"])
+def test_a_static_header_name_must_be_a_token_the_gateway_does_not_set_itself(name):
+    document = {"servers": {"r": {"url": "http://b/mcp", "anonymous": True, "headers": {name: "v"}}}}
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert error.value.field.startswith("servers.r.headers")
+
+
+def test_tabs_spaces_and_non_ascii_are_fine_in_a_static_header_value():
+    document = {"servers": {"r": {"url": "http://b/mcp", "anonymous": True, "headers": {"X-Tenant": "Contoso\tGmbH \u00e9"}}}}
+    assert parse_config(document).servers["r"].headers == (("X-Tenant", "Contoso\tGmbH \u00e9"),)
+
+
+def test_a_secret_header_prefix_with_a_control_character_is_refused():
+    outbound = {"secretHeader": {"name": "x-api-key", "keyVaultSecret": {"name": "k"}, "prefix": "Key\x00 "}}
+    document = {"servers": {"r": {"url": "http://b/mcp", "anonymous": True, "outbound": outbound}}}
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert error.value.field == "servers.r.outbound.secretHeader.prefix" and "control character" in error.value.message
+
+
+@pytest.mark.parametrize("scope", ['api://x/say"hi"', "two words", "back\\slash", "", "cr\r\n"])
+def test_a_required_scope_must_be_an_rfc_6749_scope_token(scope):
+    entra = {"tenantId": "contoso.onmicrosoft.com", "audiences": ["api://gw"], "requiredScopes": [scope]}
+    document = {"servers": {"r": {"url": "http://b/mcp", "auth": {"entra": entra}}}}
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert error.value.field == "servers.r.auth.entra.requiredScopes[0]"

@@ -8,7 +8,7 @@ import pytest
 from backends.recorder import RecordingBackend
 from helpers import anonymous, gateway_config
 from shared.config import GatewaySettings, CorsPolicy
-from shared.errors import HostNotAllowed, OriginNotAllowed
+from shared.errors import BadRequest, HostNotAllowed, OriginNotAllowed
 from shared.guard import HostGuard
 
 PING = b'{"jsonrpc":"2.0","id":3,"method":"ping"}'
@@ -25,11 +25,33 @@ def test_allowed_hosts(host):
     guard(allowed_hosts=("mcp.contoso.com", "*.tools.contoso.com")).check_host(host)
 
 
-@pytest.mark.parametrize("host", ["evil.example", "localhost.evil.example", "tools.contoso.com", "127.0.0.2", "", None,
-                                  "mcp.contoso.com.evil.example"])
+@pytest.mark.parametrize("host", ["evil.example", "localhost.evil.example", "tools.contoso.com", "127.0.0.2",
+                                  "mcp.contoso.com.evil.example", "xtools.contoso.com", "[::2]"])
 def test_refused_hosts(host):
     with pytest.raises(HostNotAllowed):
         guard(allowed_hosts=("mcp.contoso.com", "*.tools.contoso.com")).check_host(host)
+
+
+@pytest.mark.parametrize("host", [
+    "", None, "127.0.0.1:@evil.example", "localhost:80@evil.example", "user@localhost", "evil.example#.tools.contoso.com",
+    "evil.example/.tools.contoso.com", "evil.example?.tools.contoso.com", "evil.example\\.tools.contoso.com",
+    "localhost:", "localhost:0", "localhost:65536", "localhost:99999", "localhost:8a", "localhost:+80", "localhost:80:80",
+    "[::1", "[::1]x", "[::1]:", "[fe80::1%25eth0]", "[fe80::1%eth0]:80", "loc%61lhost", "local host", "a..tools.contoso.com",
+    ".tools.contoso.com", "127.1", "0x7f.0.0.1", "127.0.0.01", "1.2.3.4.5", "local\thost", "l\u00f6calhost", "-a-.tools.contoso.com",
+])
+def test_malformed_hosts_are_a_400_before_any_allow_list(host):
+    with pytest.raises(BadRequest):
+        guard(allowed_hosts=("*",)).check_host(host)
+    with pytest.raises(BadRequest):
+        guard(allowed_hosts=("mcp.contoso.com", "*.tools.contoso.com")).check_host(host)
+
+
+def test_hosts_are_matched_by_their_parsed_parts():
+    g = guard(allowed_hosts=("mcp.contoso.com", "*.tools.contoso.com", "[2001:db8::1]:8443"))
+    assert g.check_host("MCP.Contoso.COM.").text == "mcp.contoso.com"
+    assert g.check_host("a.b.tools.contoso.com:0443").text == "a.b.tools.contoso.com:443"
+    assert g.check_host("[2001:DB8:0::1]:8443").text == "[2001:db8::1]:8443"
+    assert g.check_host("[::1]").is_loopback and g.check_host("127.0.0.1:80").is_loopback
 
 
 def test_host_with_a_port_in_the_allow_list_must_match_the_port():
@@ -44,7 +66,9 @@ def test_allowed_origins(origin):
     guard(allowed_origins=("https://app.contoso.com",)).check_origin(origin)
 
 
-@pytest.mark.parametrize("origin", ["http://evil.example", "null", "https://app.contoso.com.evil.example", "file://"])
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "https://app.contoso.com.evil.example", "file://",
+                                    "http://localhost:@evil.example", "http://localhost@evil.example",
+                                    "javascript://localhost", "https://app.contoso.com/path"])
 def test_refused_origins(origin):
     with pytest.raises(OriginNotAllowed):
         guard(allowed_origins=("https://app.contoso.com",)).check_origin(origin)
@@ -52,6 +76,13 @@ def test_refused_origins(origin):
 
 def test_cors_origins_are_allowed_origins_too():
     guard(cors=CorsPolicy(("https://inspector.contoso.com",))).check_origin("https://inspector.contoso.com")
+
+
+def test_a_cors_wildcard_does_not_switch_the_origin_check_off():
+    g = guard(cors=CorsPolicy(("*",)))
+    with pytest.raises(OriginNotAllowed):
+        g.check_origin("https://evil.example")
+    guard(cors=CorsPolicy(("*",)), allowed_origins=("*",)).check_origin("https://evil.example")
 
 
 async def _request(start_server, start_gateway, headers, method="POST", **gateway):

@@ -100,7 +100,8 @@ async def test_mcp_response_headers_come_back_and_hop_by_hop_and_cookies_do_not(
 def test_without_a_client_accept_encoding_the_backend_is_asked_for_identity():
     from shared.headers import upstream_headers
 
-    headers = dict(upstream_headers([(b"host", b"gw"), (b"accept", b"*/*")], client_ip="10.0.0.1", scheme="https"))
+    headers = dict(upstream_headers([(b"host", b"internal"), (b"accept", b"*/*"), (b"x-forwarded-proto", b"http")],
+                                    client_ip="10.0.0.1", scheme="https", host="gw"))
     assert headers[b"accept-encoding"] == b"identity"
     assert headers[b"x-forwarded-proto"] == b"https" and headers[b"x-forwarded-host"] == b"gw"
 
@@ -147,3 +148,38 @@ def test_query_bytes_that_could_break_the_request_line_are_percent_encoded():
     target = UpstreamTarget.parse("http://backend:8080/mcp")
     assert target.with_query(b"a=1 HTTP/1.1\r\nx: y&b=\xff").path == b"/mcp?a=1%20HTTP/1.1%0D%0Ax:%20y&b=%FF"
     assert target.with_query(b"").path == b"/mcp" and target.host == b"backend:8080"
+
+
+APP_SERVICE_AUTH = {
+    "X-MS-TOKEN-GOOGLE-ACCESS-TOKEN": "google-token-must-not-leak",
+    "x-ms-token-facebook-id-token": "facebook-token-must-not-leak",
+    "X-MS-TOKEN-AAD-EXPIRES-ON": "2030-01-01T00:00:00Z",
+    "X-ZUMO-AUTH": "zumo-token-must-not-leak",
+    "X-MS-CLIENT-PRINCIPAL-ROLES": "admin",
+    "X-ARR-ClientCert": "client-cert-must-not-leak",
+}
+
+
+async def test_every_app_service_authentication_header_family_is_dropped(start_server, start_gateway):
+    """Easy Auth's headers for every identity provider, not only Entra's, carry the caller's tokens."""
+    recorder = RecordingBackend()
+    backend = start_server(recorder, lifespan="off")
+    base = start_gateway(gateway_config({"r": anonymous(f"{backend.base_url}/mcp")}))
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(f"{base}/mcp/r", content=b"{}", headers={**APP_SERVICE_AUTH, "x-msal-kept": "1"})
+    assert response.status_code == 200
+    seen = recorder.requests[-1]
+    for name in APP_SERVICE_AUTH:
+        assert name.lower() not in seen.headers, name
+    assert seen.headers["x-msal-kept"] == "1"
+
+
+async def test_a_configured_header_replaces_any_copy_the_caller_sent(start_server, start_gateway):
+    recorder = RecordingBackend()
+    backend = start_server(recorder, lifespan="off")
+    base = start_gateway(gateway_config({"r": anonymous(f"{backend.base_url}/mcp", headers={"X-Tenant": "contoso"})}))
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(f"{base}/mcp/r", content=b"{}",
+                                     headers=[("X-Tenant", "evil"), ("x-tenant", "evil2"), ("content-type", "application/json")])
+    assert response.status_code == 200
+    assert [v for k, v in recorder.requests[-1].raw_headers if k == b"x-tenant"] == [b"contoso"]

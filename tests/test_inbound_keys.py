@@ -164,3 +164,41 @@ async def test_a_key_held_in_key_vault_is_revoked_by_changing_the_secret(
     refused = await post(url, old)
     assert refused.status_code == 401 and refused.json()["error"]["message"] == "invalid subscription key"
     assert (await post(url, {"Ocp-Apim-Subscription-Key": "rotated-key-0123456789abcdef"})).status_code == 200
+
+
+async def test_an_unreadable_key_vault_key_fails_only_its_own_subscription_and_names_nothing(
+    start_server, start_gateway, key_vault, managed_identity_env, emulator_pki, caplog
+):
+    import anyio
+
+    key_vault.set_secret("alice-primary", "kv-held-key-0123456789abcdef")
+    recorder = RecordingBackend()
+    backend = start_server(recorder, lifespan="off")
+    subscriptions = {
+        "alice": {"servers": ["docs"], "primaryKey": {"keyVaultSecret": {"name": "alice-primary", "vault": key_vault.vault_url}}},
+        "bob": {"servers": ["docs"], "primaryKey": {"sha256": key_digest(BOB)}},
+    }
+    base = start_gateway({
+        "servers": {"docs": {"url": f"{backend.base_url}/mcp", "auth": {"subscriptionKey": {}}}},
+        "subscriptions": subscriptions,
+        "gateway": {"caBundle": emulator_pki.ca_path, "keyCacheSeconds": 1},
+    })
+    url = f"{base}/mcp/docs"
+    alice = {"Ocp-Apim-Subscription-Key": "kv-held-key-0123456789abcdef"}
+    assert (await post(url, alice)).status_code == 200
+
+    key_vault.delete_secret("alice-primary")
+    with caplog.at_level("DEBUG", logger="shared.inbound"), anyio.fail_after(15):
+        while (refused := await post(url, alice)).status_code == 200:
+            await anyio.sleep(0.2)  # poll interval while the cached value ages out
+        bob = await post(url, {"Ocp-Apim-Subscription-Key": BOB})
+        wrong = await post(url, {"Ocp-Apim-Subscription-Key": "wrong-key-0123456789"})
+    assert bob.status_code == 200, bob.text
+    assert refused.status_code == 401 and refused.json()["error"]["message"] == "invalid subscription key"
+    assert wrong.status_code == 401
+    for response in (refused, bob, wrong):
+        assert "alice-primary" not in response.text and key_vault.vault_url not in response.text
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("subscription 'alice'" in w and "primary key" in w for w in warnings), warnings
+    assert not any("alice-primary" in w or key_vault.vault_url in w for w in warnings)
+    assert any("alice-primary" in r.getMessage() for r in caplog.records if r.levelname == "DEBUG")

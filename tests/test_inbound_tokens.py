@@ -231,3 +231,33 @@ async def test_mcp_sdk_client_with_a_bearer_token_end_to_end(start_server, start
         async with Client(streamable_http_client(f"{base}/mcp/api", http_client=http), mode="legacy") as client:
             result = await client.call_tool("add", {"a": 1, "b": 2})
     assert result.structured_content == {"result": 3}
+
+
+@pytest.mark.parametrize(
+    ("rules", "claims", "status"),
+    [
+        # scopes and roles both required: every token needs a role; delegated tokens need every scope too
+        ({"requiredScopes": ["mcp.tools"], "requiredRoles": ["MCP.Invoke"]}, {"scp": "mcp.tools"}, 403),
+        ({"requiredScopes": ["mcp.tools"], "requiredRoles": ["MCP.Invoke"]}, {"scp": "other", "roles": ["MCP.Invoke"]}, 403),
+        ({"requiredScopes": ["mcp.tools"], "requiredRoles": ["MCP.Invoke"]}, {"scp": "mcp.tools", "roles": ["MCP.Invoke"]}, 200),
+        ({"requiredScopes": ["mcp.tools"], "requiredRoles": ["MCP.Invoke"]}, {"roles": ["MCP.Invoke"]}, 200),
+        ({"requiredScopes": ["mcp.tools"], "requiredRoles": ["MCP.Invoke"]}, {"roles": ["Other"]}, 403),
+        # scopes only: an app-only token cannot hold a scope, so it cannot pass
+        ({"requiredScopes": ["mcp.tools"]}, {"roles": ["MCP.Invoke"]}, 403),
+        ({"requiredScopes": ["mcp.tools", "mcp.read"]}, {"scp": "mcp.read mcp.tools"}, 200),
+        ({"requiredScopes": ["mcp.tools", "mcp.read"]}, {"scp": "mcp.tools"}, 403),
+        # roles only: delegated or app-only, a role is needed
+        ({"requiredRoles": ["MCP.Invoke", "MCP.Admin"]}, {"scp": "mcp.tools"}, 403),
+        ({"requiredRoles": ["MCP.Invoke", "MCP.Admin"]}, {"scp": "mcp.tools", "roles": ["MCP.Admin"]}, 200),
+    ],
+)
+async def test_required_scopes_and_roles_combine_by_one_rule(start_server, start_gateway, entra, emulator_pki, rules, claims, status):
+    recorder = RecordingBackend()
+    backend = start_server(recorder, lifespan="off")
+    base = start_gateway(gateway_config({"api": entra_server(f"{backend.base_url}/mcp", entra, **rules)},
+                                        caBundle=emulator_pki.ca_path))
+    response = await call(f"{base}/mcp/api", entra.mint({"aud": AUDIENCE, "azp": CLIENT_APP, **claims}))
+    assert response.status_code == status, response.text
+    assert len(recorder.requests) == (1 if status == 200 else 0)
+    if status == 403:
+        assert response.headers["www-authenticate"].startswith('Bearer error="insufficient_scope"')

@@ -1,5 +1,6 @@
 """Failing identity endpoints, token endpoints and Key Vault: bounded retries, then a clean 502/503
-naming the server and the step; missing secrets stop start-up; no secret or token in logs or bodies."""
+naming the server (the step is logged, never put in the body); missing secrets stop start-up;
+no secret or token in logs or bodies."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def cloud(entra, managed_identity_env, key_vault, emulator_pki):
 
 
 @pytest.fixture
-def gateway_for(start_server, run_gateway, cloud):
+def gateway_for(start_server, run_gateway, cloud, caplog):
+    caplog.set_level("DEBUG", logger="shared.outbound")
     _, _, key_vault, pki = cloud
     recorder = RecordingBackend()
     url = f"{start_server(recorder, lifespan='off').base_url}/mcp"
@@ -65,11 +67,27 @@ def error_of(response: httpx.Response) -> dict:
     return body["error"]
 
 
+GENERIC = {
+    502: "server 'api': the gateway could not obtain the backend credential",
+    503: "server 'api': the backend credential is unavailable for now: try again later",
+}
+
+
+def step_of(response: httpx.Response, caplog) -> str:
+    """The failed step as logged (DEBUG), after checking the body names only the server."""
+    assert error_of(response)["message"] == GENERIC[response.status_code]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "shared.outbound" and r.levelname == "WARNING"]
+    assert f"server 'api': the backend credential could not be obtained ({response.status_code})" in warnings
+    details = [r.getMessage() for r in caplog.records if r.name == "shared.outbound" and r.levelname == "DEBUG"]
+    assert details, "the failed step was not logged"
+    return details[-1]
+
+
 # -- the managed identity endpoint ------------------------------------------------------------
 
 
 @pytest.mark.parametrize("status", [500, 429])
-async def test_identity_endpoint_failing_is_retried_then_a_503(gateway_for, cloud, status):
+async def test_identity_endpoint_failing_is_retried_then_a_503(gateway_for, cloud, status, caplog):
     _, mi, _, _ = cloud
     url = gateway_for({"managedIdentity": {"scope": f"{BACKEND}/.default"}})
     mi.faults.fail_next(ATTEMPTS - 1, status=status, retry_after=0 if status == 429 else None)
@@ -82,12 +100,12 @@ async def test_identity_endpoint_failing_is_retried_then_a_503(gateway_for, clou
     mi.faults.clear()
     assert failed.status_code == 503
     assert mi.requests.count(path="/msi/token") == 2 * ATTEMPTS
-    message = error_of(failed)["message"]
+    message = step_of(failed, caplog)
     assert message.startswith("server 'api': managed identity token for api://other/.default: managed identity endpoint")
     assert f"gave up after {ATTEMPTS} attempts" in message
 
 
-async def test_identity_endpoint_down_is_a_503_and_recovers_without_restart(gateway_for, cloud):
+async def test_identity_endpoint_down_is_a_503_and_recovers_without_restart(gateway_for, cloud, caplog):
     _, mi, _, _ = cloud
     url = gateway_for({"managedIdentity": {"scope": f"{BACKEND}/.default"}})
     mi.stop()
@@ -96,24 +114,24 @@ async def test_identity_endpoint_down_is_a_503_and_recovers_without_restart(gate
     finally:
         mi.start()
     assert failed.status_code == 503
-    assert "managed identity endpoint unreachable" in error_of(failed)["message"]
+    assert "managed identity endpoint unreachable" in step_of(failed, caplog)
     assert (await call(url)).status_code == 200
 
 
-async def test_an_unknown_user_assigned_identity_is_a_502_without_retries(gateway_for, cloud):
+async def test_an_unknown_user_assigned_identity_is_a_502_without_retries(gateway_for, cloud, caplog):
     _, mi, _, _ = cloud
     url = gateway_for({"managedIdentity": {"scope": f"{BACKEND}/.default", "clientId": "not-assigned-to-this-app"}})
     failed = await call(url)
     assert failed.status_code == 502, failed.text
     assert mi.requests.count(path="/msi/token") == 1
-    assert error_of(failed)["message"].startswith("server 'api': managed identity token for api://backend/.default:")
+    assert step_of(failed, caplog).startswith("server 'api': managed identity token for api://backend/.default:")
 
 
 # -- the Entra token endpoint -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("status", [500, 429])
-async def test_token_endpoint_failing_is_retried_then_a_503(gateway_for, cloud, status):
+async def test_token_endpoint_failing_is_retried_then_a_503(gateway_for, cloud, status, caplog):
     entra, _, key_vault, _ = cloud
     app = entra.register_app(secret="the-app-secret")
     key_vault.set_secret("app-secret", "the-app-secret")
@@ -131,12 +149,12 @@ async def test_token_endpoint_failing_is_retried_then_a_503(gateway_for, cloud, 
     entra.faults.clear()
     assert failed.status_code == 503
     assert entra.requests.count(path=token_path) == 2 * ATTEMPTS
-    message = error_of(failed)["message"]
+    message = step_of(failed, caplog)
     assert message.startswith(f"server 'api': token for api://other/.default from {entra.authority} (client credentials):")
     assert f"gave up after {ATTEMPTS} attempts" in message
 
 
-async def test_token_endpoint_down_is_a_503(gateway_for, cloud):
+async def test_token_endpoint_down_is_a_503(gateway_for, cloud, caplog):
     entra, _, key_vault, _ = cloud
     app = entra.register_app(secret="the-app-secret")
     key_vault.set_secret("app-secret", "the-app-secret")
@@ -147,17 +165,17 @@ async def test_token_endpoint_down_is_a_503(gateway_for, cloud):
     finally:
         entra.start()
     assert failed.status_code == 503
-    assert "unreachable" in error_of(failed)["message"]
+    assert "unreachable" in step_of(failed, caplog)
     assert (await call(url)).status_code == 200
 
 
-async def test_a_refused_client_secret_is_a_502_without_retries(gateway_for, cloud):
+async def test_a_refused_client_secret_is_a_502_without_retries(gateway_for, cloud, caplog):
     entra, _, key_vault, _ = cloud
     app = entra.register_app(secret="the-real-secret")
     key_vault.set_secret("app-secret", "a-stale-secret")
     failed = await call(gateway_for(client_credentials(entra, app.client_id)))
     assert failed.status_code == 502
-    assert error_of(failed)["message"].endswith("token endpoint refused the request: invalid_client (AADSTS7000215)")
+    assert step_of(failed, caplog).endswith("token endpoint refused the request: invalid_client (AADSTS7000215)")
     assert entra.token_request_count(grant="client_credentials") == 1
     assert "a-stale-secret" not in failed.text
 
@@ -165,7 +183,7 @@ async def test_a_refused_client_secret_is_a_502_without_retries(gateway_for, clo
 # -- Key Vault ------------------------------------------------------------------------------------
 
 
-async def test_key_vault_failing_or_down_is_retried_then_a_503_naming_the_secret(gateway_for, cloud):
+async def test_key_vault_failing_or_down_is_retried_then_a_503_naming_the_secret_only_in_the_log(gateway_for, cloud, caplog):
     _, _, key_vault, _ = cloud
     key_vault.set_secret("api-key", "the-api-key-value")
     url = gateway_for({"secretHeader": {"name": "x-api-key", "keyVaultSecret": {"name": "api-key"}}})
@@ -189,16 +207,17 @@ async def test_key_vault_failing_or_down_is_retried_then_a_503_naming_the_secret
     failed = await call(url)
     key_vault.faults.clear()
     assert failed.status_code == 503
-    assert error_of(failed)["message"] == (
+    assert step_of(failed, caplog) == (
         f"server 'api': Key Vault secret 'api-key': Key Vault answered 500 (gave up after {ATTEMPTS} attempts)"
     )
+    assert "api-key" not in failed.text and key_vault.vault_url not in failed.text
     key_vault.stop()
     try:
         down = await call(url)
     finally:
         key_vault.start()
     assert down.status_code == 503
-    assert error_of(down)["message"].startswith("server 'api': Key Vault secret 'api-key': Key Vault unreachable")
+    assert step_of(down, caplog).startswith("server 'api': Key Vault secret 'api-key': Key Vault unreachable")
     assert (await call(url)).status_code == 200  # back, without a restart
     assert "the-api-key-value" not in failed.text + down.text
 

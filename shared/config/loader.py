@@ -8,13 +8,14 @@ import re
 import logging
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from ..authority import HostPattern, MalformedAuthority, parse_origin
 from ..errors import ConfigError
 from ..settings import env
 from .inbound import build_inbound, build_subscriptions
@@ -26,7 +27,18 @@ logger = logging.getLogger("shared.config")
 SCHEMA_DIR = Path(__file__).with_name("schema")
 SCHEMA_PATH = SCHEMA_DIR / "config.schema.json"
 _SCHEMA_BASE = "https://mcp-gateway.invalid/schema/"
-_RESERVED_STATIC_HEADERS = HOP_BY_HOP | {"host", "content-length", "authorization", "cookie"}
+_RESERVED_STATIC_HEADERS = HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "authorization",
+    "cookie",
+    # set by the gateway itself from what it checked
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+}
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @functools.cache
@@ -63,6 +75,8 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return (f"{where}.{missing}" if where != "(root)" else missing, "is required")
+    if error.validator == "pattern" and isinstance(error.instance, str) and _CONTROL.search(error.instance):
+        return (where, "must not contain control characters (CR, LF, NUL, ...): they would end or split the header")
     if "propertyNames" in error.schema_path:
         return (where, f"invalid name {error.instance!r} (must match {error.validator_value})")
     if error.validator == "pattern" and str(error.schema.get("pattern", "")).startswith("^https?"):
@@ -120,6 +134,35 @@ def _build_server(name: str, raw: Mapping[str, Any]) -> ServerConfig:
     )
 
 
+def _check_gateway(raw: Mapping[str, Any]) -> None:
+    """Host patterns and origins parse as the guard will parse requests; CORS cannot open the guard alone."""
+    for i, host in enumerate(raw.get("allowedHosts", ())):
+        if host != "*":
+            _parse_or_fail(f"gateway.allowedHosts[{i}]", HostPattern.parse, host, "is not a host, host:port or *.suffix")
+    origins = [("gateway.allowedOrigins", raw.get("allowedOrigins", ()))]
+    origins.append(("gateway.cors.allowOrigins", raw.get("cors", {}).get("allowOrigins", ())))
+    for field_name, values in origins:
+        for i, origin in enumerate(values):
+            if origin != "*":
+                _parse_or_fail(f"{field_name}[{i}]", parse_origin, origin, "is not an origin (http(s)://host[:port])")
+    if "*" in raw.get("cors", {}).get("allowOrigins", ()) and "*" not in raw.get("allowedOrigins", ()):
+        raise ConfigError(
+            "gateway.cors.allowOrigins",
+            "'*' would let any web page call the gateway: name the origins, or say '*' in gateway.allowedOrigins too",
+        )
+    if "publicBaseUrl" in raw:
+        _parse_or_fail(
+            "gateway.publicBaseUrl", parse_origin, raw["publicBaseUrl"], "is not scheme://host[:port] (no path)"
+        )
+
+
+def _parse_or_fail(field_name: str, parse: Callable[[str], Any], value: str, message: str) -> None:
+    try:
+        parse(value)
+    except MalformedAuthority:
+        raise ConfigError(field_name, f"{value!r} {message}") from None
+
+
 def _build_gateway(raw: Mapping[str, Any]) -> GatewaySettings:
     cors = raw.get("cors")
     return GatewaySettings(
@@ -129,6 +172,7 @@ def _build_gateway(raw: Mapping[str, Any]) -> GatewaySettings:
         max_body_bytes=int(raw.get("maxBodyBytes", GatewaySettings.max_body_bytes)),
         keep_alive_seconds=float(raw.get("keepAliveSeconds", GatewaySettings.keep_alive_seconds)),
         public_base_url=raw.get("publicBaseUrl"),
+        trust_forwarded_headers=raw.get("trustForwardedHeaders", False),
         ca_bundle=raw.get("caBundle"),
         key_vault_url=raw.get("keyVaultUrl"),
         key_cache_seconds=float(raw.get("keyCacheSeconds", GatewaySettings.key_cache_seconds)),
@@ -137,9 +181,14 @@ def _build_gateway(raw: Mapping[str, Any]) -> GatewaySettings:
 
 def parse_config(document: Any) -> GatewayConfig:
     """Validate a decoded JSON document and build the typed config."""
-    errors = sorted(_validator().iter_errors(document), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
+    # A failing allOf branch also leaves its fields "unevaluated": report the real error first.
+    errors = sorted(
+        _validator().iter_errors(document),
+        key=lambda e: (e.validator == "unevaluatedProperties", len(e.absolute_path), list(map(str, e.path))),
+    )
     if errors:
         raise ConfigError(*_describe(errors[0]))
+    _check_gateway(document.get("gateway", {}))
     for name, raw in document["servers"].items():
         _check_server(name, raw)
     servers = {name: _build_server(name, raw) for name, raw in document["servers"].items()}
@@ -187,3 +236,10 @@ def warn_about_risks(config: GatewayConfig) -> None:
         logger.warning("gateway.allowedHosts contains '*': DNS-rebinding protection is off")
     if "*" in config.gateway.allowed_origins:
         logger.warning("gateway.allowedOrigins contains '*': any web page may call the gateway")
+    if config.gateway.cors and "*" in config.gateway.cors.allow_origins:
+        logger.warning("gateway.cors.allowOrigins contains '*': any web page may read the gateway's answers")
+    if config.gateway.trust_forwarded_headers:
+        logger.warning(
+            "gateway.trustForwardedHeaders is on: only safe behind a proxy that sets X-Forwarded-Proto and "
+            "X-Forwarded-Host on every request"
+        )

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from ..config import GatewayConfig, ServerConfig
 from ..config.inbound import InboundAuth, Subscription
 from ..errors import Forbidden, GatewayError, Unauthorized
-from ..headers import get_header
+from ..headers import get_header, query_values
 from ..caller import ANONYMOUS, Caller
 from .jwks import JwksCache
 from .keys import SecretSource, SubscriptionKeys
@@ -41,7 +41,7 @@ class InboundAuthenticator:
         jwks_by_url: dict[str, JwksCache] = {}
         self._validators: dict[str, TokenValidator] = {}
         self._dropped_headers: dict[str, frozenset[bytes]] = {}
-        self._dropped_query: dict[str, frozenset[bytes]] = {}
+        self._dropped_query: dict[str, frozenset[str]] = {}
         for server in config.servers.values():
             auth = server.auth
             if auth is None:
@@ -53,14 +53,15 @@ class InboundAuthenticator:
             self._dropped_headers[server.name] = frozenset(
                 name.lower().encode() for name in _credential_headers(auth)
             )
-            self._dropped_query[server.name] = frozenset(name.lower().encode() for name in _credential_params(auth))
+            self._dropped_query[server.name] = frozenset(name.lower() for name in _credential_params(auth))
 
     # -- what the proxy must strip ------------------------------------------------------
 
     def credential_headers(self, server: ServerConfig) -> frozenset[bytes]:
         return self._dropped_headers.get(server.name, frozenset())
 
-    def credential_query_params(self, server: ServerConfig) -> frozenset[bytes]:
+    def credential_query_params(self, server: ServerConfig) -> frozenset[str]:
+        """Lower-case names, compared decoded (see headers.query_values)."""
         return self._dropped_query.get(server.name, frozenset())
 
     # -- the check ------------------------------------------------------------------------
@@ -185,7 +186,7 @@ def _presented_key(request: Request, auth: InboundAuth) -> str | None:
     assert settings is not None
     value = get_header(request.scope, settings.header_name.lower().encode())
     if value is None and settings.query_parameter_name:
-        value = request.query_params.get(settings.query_parameter_name)
+        value = _first(query_values(request.scope, settings.query_parameter_name))
     return value or None
 
 
@@ -199,5 +200,10 @@ def _presented_token(request: Request, auth: InboundAuth) -> str | None:
             return credentials.strip() or None
         return None if rules.header_name.lower() == "authorization" else value.strip() or None
     if rules.query_parameter_name:
-        return request.query_params.get(rules.query_parameter_name) or None
+        return _first(query_values(request.scope, rules.query_parameter_name)) or None
     return None
+
+
+def _first(values: list[str]) -> str | None:
+    """Repeated credential parameters were refused before auth ran (Gateway.handle)."""
+    return values[0] if values else None

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets as random_secrets
 from typing import Mapping, Protocol
 
 from ..config.inbound import KeyRef, Subscription
 from ..config.model import SecretRef
+from ..errors import CredentialUnavailable
+
+logger = logging.getLogger("shared.inbound.keys")
 
 KEY_BYTES = 32
 
@@ -36,25 +40,39 @@ class SubscriptionKeys:
         self.subscriptions = subscriptions
         self.secrets = secrets
 
-    async def _expected_digest(self, ref: KeyRef) -> str | None:
+    async def _expected_digest(self, subscription: Subscription, slot: str, ref: KeyRef) -> str | None:
+        """The key's digest; None when it cannot be read (that key alone then matches nothing)."""
         if ref.sha256 is not None:
             return ref.sha256
-        if ref.secret is not None and self.secrets is not None:
+        if ref.secret is None or self.secrets is None:
+            return None
+        try:
             return key_digest(await self.secrets.get(ref.secret))
-        return None
+        except CredentialUnavailable as failure:
+            # One deleted or disabled secret must not lock every subscription out. The
+            # warning names the subscription; the secret and its vault only at DEBUG.
+            reason = "not found or not allowed" if failure.status == 502 else "Key Vault unavailable"
+            logger.warning(
+                "subscription %r: its %s key could not be read from Key Vault (%s); it matches no caller until it can",
+                subscription.name,
+                slot,
+                reason,
+            )
+            logger.debug("subscription %r %s key: %s", subscription.name, slot, failure.message)
+            return None
 
     async def identify(self, presented: str) -> Subscription | None:
         """The subscription whose primary or secondary key this is, if any.
 
-        Every key is compared, so the time taken does not depend on which one matched.
+        Every readable key is compared, so the time taken does not depend on which one matched.
         """
         digest = key_digest(presented).encode()
         found: Subscription | None = None
         for subscription in self.subscriptions.values():
-            for ref in (subscription.primary, subscription.secondary):
+            for slot, ref in (("primary", subscription.primary), ("secondary", subscription.secondary)):
                 if ref is None:
                     continue
-                expected = await self._expected_digest(ref)
+                expected = await self._expected_digest(subscription, slot, ref)
                 if expected is not None and hmac.compare_digest(digest, expected.encode()):
                     found = found or subscription
         return found

@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from ..authority import ORIGIN_KEY, PublicOrigin
 from ..config import GatewaySettings, ServerConfig
 from ..config.inbound import EntraAuth, JwtAuth
 
@@ -13,11 +14,11 @@ PRM_PREFIX = "/.well-known/oauth-protected-resource"
 
 
 def public_base_url(request: Request, settings: GatewaySettings) -> str:
-    """scheme://host as the client sees the gateway (Host has passed the guard by now)."""
+    """scheme://host as the client sees the gateway: `publicBaseUrl`, else what the Host guard parsed."""
     if settings.public_base_url:
         return settings.public_base_url.rstrip("/")
-    proto = request.headers.get("x-forwarded-proto") or request.scope.get("scheme", "http")
-    return f"{proto.split(',')[0].strip()}://{request.headers.get('host') or request.url.netloc}"
+    origin: PublicOrigin = request.scope[ORIGIN_KEY]
+    return origin.base_url
 
 
 def resource_url(base: str, server: ServerConfig) -> str:
@@ -51,8 +52,11 @@ def protected_resource_metadata(
     return document
 
 
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+def quoted_string(value: str) -> str:
+    """An RFC 9110 quoted-string: `\\` and `"` escaped; characters a quoted-string cannot
+    carry at all (controls other than tab, anything outside printable ASCII) become `?`."""
+    safe = "".join(c if c == "\t" or " " <= c <= "~" else "?" for c in value)
+    return '"' + safe.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def bearer_challenge(
@@ -61,10 +65,10 @@ def bearer_challenge(
     """RFC 6750 / RFC 9728 challenge. No `error` when the request carried no token (RFC 6750 3.1)."""
     parts = []
     if error:
-        parts.append(f'error="{error}"')
+        parts.append(f"error={quoted_string(error)}")
         if description:
-            parts.append(f'error_description="{_quote(description)}"')
-    parts.append(f'resource_metadata="{metadata_url(base, server)}"')
+            parts.append(f"error_description={quoted_string(description)}")
+    parts.append(f"resource_metadata={quoted_string(metadata_url(base, server))}")
     if token.rules.required_scopes:
-        parts.append(f'scope="{" ".join(token.rules.required_scopes)}"')
+        parts.append(f"scope={quoted_string(' '.join(token.rules.required_scopes))}")
     return "Bearer " + ", ".join(parts)

@@ -16,11 +16,13 @@ from typing import Any, Callable, Iterable
 import jwt
 
 from ..config.inbound import ClaimRequirement, EntraAuth, JwtAuth, TokenRules
-from ..errors import Forbidden, Unauthorized
+from ..errors import AuthUnavailable, Forbidden, Unauthorized
 from ..caller import Caller
-from .jwks import JwksCache, JwksUnavailable
+from .jwks import RETRY_AFTER_FAILURE_SECONDS, JwksCache, JwksUnavailable
 
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256"})
+ENTRA_ALGORITHMS = frozenset({"RS256"})
+"""Entra ID signs access tokens with RS256 only; its published keys name no `alg`."""
 MAX_TOKEN_BYTES = 16 * 1024
 _KID = re.compile(r"^[A-Za-z0-9_\-=.+/]{1,128}$")
 _FORBIDDEN_HEADER_PARAMS = ("jku", "jwk", "x5u", "x5c", "crit")
@@ -67,10 +69,13 @@ def _unverified_header(token: str) -> dict[str, Any]:
     return header
 
 
-def _check_header(header: dict[str, Any]) -> tuple[str, str]:
-    """(alg, kid) after refusing everything a verifier must not trust from a token."""
+def _check_header(header: dict[str, Any], algorithms: frozenset[str]) -> tuple[str, str]:
+    """(alg, kid) after refusing everything a verifier must not trust from a token.
+
+    Every value is type-checked before it is used: a header is attacker input.
+    """
     alg = header.get("alg")
-    if alg not in ASYMMETRIC_ALGORITHMS:
+    if not isinstance(alg, str) or alg not in algorithms:
         raise TokenRejected("token algorithm is not accepted")
     for param in _FORBIDDEN_HEADER_PARAMS:
         if param in header:
@@ -94,6 +99,7 @@ class TokenValidator:
         self.settings = settings
         self.rules: TokenRules = settings.rules
         self.jwks = jwks
+        self.algorithms = ENTRA_ALGORITHMS if isinstance(settings, EntraAuth) else ASYMMETRIC_ALGORITHMS
         self._clock = clock
         self._validated: OrderedDict[bytes, Caller] = OrderedDict()
 
@@ -115,11 +121,15 @@ class TokenValidator:
 
     async def _validate(self, token: str) -> Caller:
         header = _unverified_header(token)
-        alg, kid = _check_header(header)
+        alg, kid = _check_header(header, self.algorithms)
         try:
             key = await self.jwks.key(kid)
         except JwksUnavailable:
-            raise TokenRejected("signing keys of the token issuer are unavailable") from None
+            # Not the caller's fault: a 503 to retry, not a 401 that sends clients into OAuth again.
+            raise AuthUnavailable(
+                "the token issuer's signing keys cannot be fetched: try again later",
+                headers={"retry-after": str(int(RETRY_AFTER_FAILURE_SECONDS))},
+            ) from None
         if key is None:
             raise TokenRejected("token is signed with an unknown key")
         if alg not in key.algorithms:
@@ -200,15 +210,29 @@ class TokenValidator:
 
 
 def check_permissions(caller: Caller, rules: TokenRules, challenge: Callable[[str, str], dict[str, str]]) -> None:
-    """Valid token, but is it allowed here? 403 insufficient_scope when not."""
-    missing_scopes = [s for s in rules.required_scopes if s not in caller.scopes]
-    if missing_scopes and not (rules.required_roles and caller.roles & set(rules.required_roles)):
-        raise Forbidden(
-            "token lacks the required scope(s): " + " ".join(missing_scopes),
-            headers=challenge("insufficient_scope", "token lacks the required scope"),
-        )
-    if rules.required_roles and not caller.roles & set(rules.required_roles) and not rules.required_scopes:
+    """Valid token, but is it allowed here? 403 insufficient_scope when not. The rule (docs/inbound.md):
+
+    - requiredRoles: every token must hold at least one of them;
+    - requiredScopes: a delegated token (it has `scp`) must hold all of them; an app-only
+      token (no `scp`) cannot hold scopes, so it passes this rule only by holding a required role.
+    """
+    has_role = bool(rules.required_roles) and bool(caller.roles & set(rules.required_roles))
+    if rules.required_roles and not has_role:
         raise Forbidden(
             "token lacks a required role",
             headers=challenge("insufficient_scope", "token lacks a required role"),
+        )
+    if not rules.required_scopes:
+        return
+    if "scp" in caller.claims:
+        missing = [s for s in rules.required_scopes if s not in caller.scopes]
+        if missing:
+            raise Forbidden(
+                "token lacks the required scope(s): " + " ".join(missing),
+                headers=challenge("insufficient_scope", "token lacks the required scope"),
+            )
+    elif not has_role:
+        raise Forbidden(
+            "an app-only token needs a required role here (it cannot hold the required scopes)",
+            headers=challenge("insufficient_scope", "token lacks the required scope"),
         )

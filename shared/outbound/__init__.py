@@ -12,7 +12,7 @@ module each:
 
 Tokens are cached in one TokenCache (refresh ahead of expiry, single flight);
 secrets in the gateway's SecretStore. Failures become CredentialUnavailable
-(502/503) naming the server and the step.
+(502/503): the client is told which server failed, the logs which step.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Mapping
 
-from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from ..config import GatewayConfig, SecretRef, ServerConfig
 from ..config.outbound import (
@@ -89,16 +89,20 @@ class BackendCredentials:
     def tokens(self) -> TokenCache:
         return self.machinery.tokens
 
-    async def headers_for(self, server: ServerConfig, caller: Caller, inbound: Headers) -> RawHeaders:
+    async def headers_for(self, server: ServerConfig, caller: Caller, request: Scope) -> RawHeaders:
         """Headers to add to the backend request (e.g. Authorization: Bearer <backend token>)."""
         mode = self.modes.get(server.name)
         if mode is None:
             return []
         try:
-            return await mode.headers(caller, inbound)
+            return await mode.headers(caller, request)
         except CredentialUnavailable as failure:
+            # The client learns only that this server's credential failed; the step (which may
+            # name a secret or a vault) is for the operator, at DEBUG.
+            logger.warning("server %r: the backend credential could not be obtained (%d)", server.name, failure.status)
+            logger.debug("server %r: %s", server.name, failure.message)
             raise CredentialUnavailable(
-                f"server {server.name!r}: {failure.message}", status=failure.status, headers=failure.headers
+                f"server {server.name!r}: {failure.message}", status=failure.status, headers=failure.headers, server=server.name
             ) from None
 
     async def startup_check(self) -> None:

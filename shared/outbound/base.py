@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from ..identity import ManagedIdentity
 from ..caller import Caller
@@ -27,7 +27,7 @@ class Machinery:
 
 
 class Mode(Protocol):
-    async def headers(self, caller: Caller, inbound: Headers) -> RawHeaders:
+    async def headers(self, caller: Caller, request: Scope) -> RawHeaders:
         """Headers carrying the backend credential for this request."""
         ...
 

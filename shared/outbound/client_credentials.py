@@ -6,7 +6,7 @@ with a managed identity token as a federated client assertion (no secret at all)
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from ..config.outbound import ClientCredentialsOutbound
 from ..caller import Caller
@@ -22,7 +22,7 @@ class ClientCredentialsMode:
         self.apps = apps
         self.key = ("clientCredentials", config.app.authority, config.app.client_id, config.scope)
 
-    async def headers(self, caller: Caller, inbound: Headers) -> RawHeaders:
+    async def headers(self, caller: Caller, request: Scope) -> RawHeaders:
         return bearer(await self.machinery.tokens.get(self.key, self._fetch))
 
     async def _fetch(self) -> Token:

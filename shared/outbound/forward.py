@@ -9,9 +9,10 @@ checks, per-backend consent and the gateway's audit trail are all lost. Prefer
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from ..caller import Caller
+from ..headers import get_header
 from .base import RawHeaders
 
 WHY_DISCOURAGED = (
@@ -22,6 +23,7 @@ WHY_DISCOURAGED = (
 
 
 class ForwardAuthorizationMode:
-    async def headers(self, caller: Caller, inbound: Headers) -> RawHeaders:
-        value = inbound.get("authorization")
+    async def headers(self, caller: Caller, request: Scope) -> RawHeaders:
+        # The same accessor (and the same single copy) the token check read.
+        value = get_header(request, b"authorization")
         return [(b"authorization", value.encode("latin-1"))] if value else []

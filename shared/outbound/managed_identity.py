@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from ..config.outbound import ManagedIdentityOutbound
 from ..caller import Caller
@@ -18,7 +18,7 @@ class ManagedIdentityMode:
         identity = config.client_id or machinery.identity.default_client_id or "system-assigned"
         self.key = ("managedIdentity", identity, config.scope)
 
-    async def headers(self, caller: Caller, inbound: Headers) -> RawHeaders:
+    async def headers(self, caller: Caller, request: Scope) -> RawHeaders:
         return bearer(await self.machinery.tokens.get(self.key, self._fetch))
 
     async def _fetch(self) -> Token:

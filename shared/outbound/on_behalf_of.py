@@ -7,7 +7,7 @@ gateway could rely on), refreshed ahead of expiry like every other token.
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from ..config.outbound import OnBehalfOfOutbound
 from ..errors import Unauthorized
@@ -24,7 +24,7 @@ class OnBehalfOfMode:
         self.apps = apps
         self.scope = " ".join(config.scopes)
 
-    async def headers(self, caller: Caller, inbound: Headers) -> RawHeaders:
+    async def headers(self, caller: Caller, request: Scope) -> RawHeaders:
         user_token, user = caller.token, caller.user_key
         if not user_token or not user:
             # The config check requires Entra inbound auth, so this is a caller without a user token.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from ..config.outbound import SecretHeaderOutbound
 from ..errors import CredentialUnavailable
@@ -16,7 +16,7 @@ class SecretHeaderMode:
         self.machinery = machinery
         self.name = config.header.lower().encode("ascii")
 
-    async def headers(self, caller: Caller, inbound: Headers) -> RawHeaders:
+    async def headers(self, caller: Caller, request: Scope) -> RawHeaders:
         value = self.config.prefix + await self.machinery.secrets.get(self.config.secret)
         if "\r" in value or "\n" in value or not value.isprintable():
             raise CredentialUnavailable(

@@ -101,17 +101,17 @@ class SigningKey:
     def public_key(self) -> RSAPublicKey:
         return self.private_key.public_key()
 
-    def jwk(self) -> dict[str, str]:
+    def jwk(self, *, declare_alg: bool = True) -> dict[str, str]:
         numbers = self.public_key.public_numbers()
-        return {
+        jwk = {
             "kty": "RSA",
             "use": "sig",
             "kid": self.kid,
             "x5t": self.kid,
             "n": _b64url_uint(numbers.n),
             "e": _b64url_uint(numbers.e),
-            "alg": "RS256",
         }
+        return {**jwk, "alg": "RS256"} if declare_alg else jwk
 
 
 @dataclass
@@ -234,6 +234,8 @@ class EntraEmulator:
         self.jwks_fetches = 0
         self.openid_config_fetches = 0
         self.jwks_failure_status: int | None = None
+        self.jwks_declare_alg = True
+        """Entra's own key set names no `alg`; set False to publish keys as Entra does."""
         self.faults = FaultInjector(
             lambda status: OAuthError(status, "temporarily_unavailable", 50196, "Injected fault.").body()
         )
@@ -313,7 +315,7 @@ class EntraEmulator:
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         with self._lock:
-            return {"keys": [k.jwk() for k in self._keys]}
+            return {"keys": [k.jwk(declare_alg=self.jwks_declare_alg) for k in self._keys]}
 
     def add_key(self, kid: str | None = None, *, activate: bool = False) -> SigningKey:
         """Publish a new key; with ``activate`` it also becomes the signing key."""
