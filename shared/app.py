@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from . import __version__
-from .body import RequestBody
+from .body import RequestBody, UploadWatch
 from .config import GatewayConfig, ServerConfig
 from .cors import CorsHandler
 from .errors import BadRequest, GatewayError, MethodNotAllowed, UnknownServer, error_response
@@ -63,7 +63,7 @@ class Gateway:
         self.upstream = UpstreamClient(config.gateway.ca_bundle)
         self.message_endpoints = MessageEndpoints()
         self.head_limits = HeadLimits.from_settings(config.gateway)
-        self.body_limits = BodyLimits.from_settings(config.gateway)
+        self.uploads = UploadWatch(BodyLimits.from_settings(config.gateway))
         self._identity_http: httpx.AsyncClient | None = None
         self.secrets = SecretStore(config.gateway, environ=environ)
         self.inbound = InboundAuthenticator(config, secrets=self.secrets, http=self._identity_client)
@@ -224,7 +224,7 @@ class Gateway:
         expect = get_header(request.scope, b"expect")
         return RequestBody(
             request.receive,
-            self.body_limits,
+            self.uploads,
             declared_length=int(length) if length is not None else None,
             expects_continue=expect is not None and expect.lower() == "100-continue",
         )
