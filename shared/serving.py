@@ -9,8 +9,9 @@ hot path and adds, per request head, one timer and a few counters:
   408, a connection that sent nothing is closed);
 - the request target plus header names and values may not exceed
   `HeadLimits.max_bytes`, nor the header count `HeadLimits.max_headers` (431);
-- bytes arriving while a head is incomplete are counted as they arrive, so one
-  header line that never ends cannot grow the parser's buffer either.
+- bytes that arrive without the parser making progress (a head that does not end,
+  trailers after a chunked body) are counted as they arrive, so one header line
+  that never ends cannot grow the parser's buffer either.
 
 A refusal is written only where HTTP allows an answer: never into a response that
 is still being sent (a request pipelined behind a stream); then the connection is
@@ -44,9 +45,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
-        self._in_head = True  # the next bytes belong to a request head
-        self._head_started = False  # some of that head has arrived
-        self._raw_head_bytes = 0
+        self._head_started = False  # some of the next request head has arrived
+        self._unparsed_bytes = 0  # arrived since the parser last completed a head, a body chunk or a message
         self._head_bytes = 0
         self._header_count = 0
         self._refused = False
@@ -64,11 +64,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        if self._in_head:
-            if self._raw_head_bytes > _RAW_HEAD_FACTOR * self.limits.max_bytes:
-                self._refuse(self.limits.too_large())
-                return
-            self._raw_head_bytes += len(data)
+        if self._unparsed_bytes > _RAW_HEAD_FACTOR * self.limits.max_bytes:
+            self._refuse(self.limits.too_large())
+            return
+        self._unparsed_bytes += len(data)
         # What follows is uvicorn's own data_received, with the head's refusals told apart.
         self._unset_keepalive_if_required()
         try:
@@ -113,14 +112,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._in_head = self._head_started = False
-        self._raw_head_bytes = 0
+        self._head_started = False
+        self._unparsed_bytes = 0
         self._disarm_head_timer()
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        self._unparsed_bytes = 0
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
+        self._unparsed_bytes = 0
         super().on_message_complete()
-        self._in_head = True
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

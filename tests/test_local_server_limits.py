@@ -243,3 +243,19 @@ async def test_an_oversized_head_pipelined_behind_a_stream_closes_it_without_wri
         conn.close()
     assert b"HTTP/1.1 431" not in rest and b"headers_too_large" not in rest
     assert setup.recorded("behind") == []
+
+
+async def test_an_endless_trailer_line_after_a_chunked_body_is_cut_off(setup):
+    """Trailers are header fields too: one that never ends cannot grow the parser's buffer."""
+    conn = await RawConnection.open(setup.base)
+    sent, most = 0, 4 * 1024 * 1024
+    try:
+        head = request_head("POST", "/mcp/open?t=trailer", setup.host,
+                            {"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+        await conn.send(head + b"2\r\n{}\r\n0\r\nX-Trailer: ")
+        async with asyncio.timeout(8):
+            while sent < most and await conn.send(b"a" * 4096):
+                sent += 4096
+    finally:
+        conn.close()
+    assert sent < most, "the server kept reading one endless trailer line"
