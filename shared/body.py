@@ -193,6 +193,8 @@ class RequestBody:
         except asyncio.CancelledError as cancelled:
             if not deadline.caused(cancelled):
                 raise
+        except Exception:  # the answer is best effort: the error being answered wins
+            return
         finally:
             deadline.cancel()
 

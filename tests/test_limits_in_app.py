@@ -127,3 +127,31 @@ async def test_a_content_length_no_server_would_pass_is_a_400_never_a_500(start_
         await app.aclose()
     assert sent[0]["status"] == 400 and b"invalid Content-Length" in sent[1]["body"]
     assert recorder.requests == []  # a framing header the backend cannot read never goes up
+
+
+async def test_a_front_door_whose_receive_fails_during_the_error_read_still_gets_the_error():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    app = create_app(parse_config(gateway_config({"down": anonymous(f"http://127.0.0.1:{closed_port}/mcp")})))
+    calls = 0
+
+    async def receive():
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "http.request", "body": b'{"jsonrpc":"2.0","id":3,"method":"ping",', "more_body": True}
+        raise RuntimeError("the front door's receive broke")
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    try:
+        await app(_scope("POST", "/mcp/down", [(b"content-type", b"application/json")]), receive, send)
+    finally:
+        await app.aclose()
+    assert sent[0]["status"] == 502 and json.loads(sent[1]["body"])["id"] == 3
