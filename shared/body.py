@@ -8,9 +8,9 @@ the idle limit, and once a body has taken that long it must have averaged the
 minimum rate (so a trickle of one byte per idle period is cut off too). Time the
 backend takes to read what it was sent is not the client's, and is not counted.
 
-Waits are policed by one heartbeat for all bodies (UploadWatch), as Kestrel checks
-its connections once a second, rather than a timer per chunk: arming and cancelling
-a timer cost more CPU than the rest of reading a one-chunk body.
+Waits are policed by one heartbeat for all bodies (UploadWatch, see watch.py), not
+by a timer per chunk: arming and cancelling a timer cost more CPU than the rest of
+reading a one-chunk body.
 """
 
 from __future__ import annotations
@@ -24,41 +24,19 @@ from .deadline import Deadline
 from .errors import BodyTooLarge, ClientClosedRequest, GatewayError, RequestTimeout
 from .jsonrpc_id import request_id
 from .limits import BodyLimits
+from .watch import Watch
 
 CAPTURE_LIMIT = 64 * 1024
 ERROR_READ_SECONDS = 1.0
 """How long an error answer waits for the start of a body it has not read (then it answers without the id)."""
 
 
-class UploadWatch:
-    """Ends waits for a client that are over their budget; one heartbeat while any body waits.
-
-    A wait ends at most one tick late: a tick of a quarter of the idle limit, at most 1 s.
-    """
+class UploadWatch(Watch):
+    """The heartbeat for every body being uploaded through one gateway, with their limits."""
 
     def __init__(self, limits: BodyLimits) -> None:
+        super().__init__(tick=min(1.0, limits.idle_seconds / 4))
         self.limits = limits
-        self._tick = min(1.0, limits.idle_seconds / 4)
-        self._waiting: dict[RequestBody, float] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def watch(self, body: "RequestBody", loop: asyncio.AbstractEventLoop, until: float) -> None:
-        self._waiting[body] = until
-        if self._timer is None or self._loop is not loop:
-            self._loop = loop
-            self._timer = loop.call_later(self._tick, self._beat)
-
-    def release(self, body: "RequestBody") -> None:
-        self._waiting.pop(body, None)
-
-    def _beat(self) -> None:
-        assert self._loop is not None
-        now = self._loop.time()
-        for body in [body for body, until in self._waiting.items() if until <= now]:
-            del self._waiting[body]
-            body.expire()
-        self._timer = self._loop.call_later(self._tick, self._beat) if self._waiting else None
 
 
 class RequestBody:

@@ -2,16 +2,18 @@
 
 uvicorn's httptools protocol limits neither the time a client takes to send a
 request head (slowloris) nor its size. This subclass keeps the same parser and
-hot path and adds, per request head, one timer and a few counters:
+adds, per request head:
 
-- the head must be complete within `HeadLimits.timeout`, counted from the
-  connection or from the end of the previous response (a partial head then gets
-  408, a connection that sent nothing is closed);
-- the request target plus header names and values may not exceed
-  `HeadLimits.max_bytes`, nor the header count `HeadLimits.max_headers` (431);
-- bytes that arrive without the parser making progress (a head that does not end,
-  trailers after a chunked body) are counted as they arrive, so one header line
-  that never ends cannot grow the parser's buffer either.
+- a deadline: the head must be complete within `HeadLimits.timeout`, counted from
+  the connection or from the end of the previous response (a partial head then
+  gets 408, a connection that sent nothing is closed). One heartbeat per server
+  polices every connection's deadline (watch.py): no timer per request;
+- a size check once the head is parsed: the request target plus header names and
+  values may not exceed `HeadLimits.max_bytes`, nor the header count
+  `HeadLimits.max_headers` (431), before any of it reaches the app;
+- a count of the bytes that arrive without the parser making progress (a head
+  that does not end, trailers after a chunked body), so one header line that never
+  ends cannot grow the parser's buffer: over twice the head limit is refused too.
 
 A refusal is written only where HTTP allows an answer: never into a response that
 is still being sent (a request pipelined behind a stream); then the connection is
@@ -30,41 +32,44 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .errors import GatewayError, RequestTimeout, error_response
 from .limits import HeadLimits
+from .watch import Watch
 
 logger = logging.getLogger("shared.serving")
 
-_RAW_HEAD_FACTOR = 2
-"""Bytes on the wire a head may take per counted byte (separators, line ends, whitespace)."""
+_UNPARSED_FACTOR = 2
+"""Bytes that may arrive without parser progress, per byte of the head limit (separators, line
+ends and whitespace are on the wire but not counted in the head)."""
 _LINGER_SECONDS = 2.0
 """After a refusal, how long what the client still sends is read and dropped before the close."""
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     limits = HeadLimits()
+    heads = Watch(tick=1.0)
+    """One per server: `bounded_protocol` makes a subclass with its own limits and watch."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._head_started = False  # some of the next request head has arrived
         self._unparsed_bytes = 0  # arrived since the parser last completed a head, a body chunk or a message
-        self._head_bytes = 0
-        self._header_count = 0
         self._refused = False
+        self._linger: asyncio.TimerHandle | None = None
 
     # -- connection ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_head_timer()
+        self._start_head_clock()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_timer()
+        self.heads.release(self)
+        if self._linger is not None:
+            self._linger.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
-            return
-        if self._unparsed_bytes > _RAW_HEAD_FACTOR * self.limits.max_bytes:
+            return  # lingering: read and dropped
+        if self._unparsed_bytes > _UNPARSED_FACTOR * self.limits.max_bytes:
             self._refuse(self.limits.too_large())
             return
         self._unparsed_bytes += len(data)
@@ -88,65 +93,48 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
 
-    # -- parser callbacks: count the head as it is parsed -----------------------------------
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._head_started = True
-        self._head_bytes = 0
-        self._header_count = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._head_bytes += len(url)
-        if self._head_bytes > self.limits.max_bytes:
-            raise self.limits.too_large()
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._head_bytes += len(name) + len(value)
-        if self._header_count > self.limits.max_headers:
-            raise self.limits.too_many()
-        if self._head_bytes > self.limits.max_bytes:
-            raise self.limits.too_large()
-        super().on_header(name, value)
+    # -- parser callbacks ------------------------------------------------------------------
 
     def on_headers_complete(self) -> None:
-        self._head_started = False
+        self.heads.release(self)
+        limits = self.limits
+        if len(self.headers) > limits.max_headers:
+            raise limits.too_many()
+        # The bytes that arrived for this head bound its size: measure it only when they could exceed the limit.
+        if self._unparsed_bytes > limits.max_bytes:
+            size = len(self.url)
+            for name, value in self.headers:
+                size += len(name) + len(value)
+            if size > limits.max_bytes:
+                raise limits.too_large()
         self._unparsed_bytes = 0
-        self._disarm_head_timer()
-        super().on_headers_complete()
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_body(self, body: bytes) -> None:
         self._unparsed_bytes = 0
-        super().on_body(body)
+        HttpToolsProtocol.on_body(self, body)
 
     def on_message_complete(self) -> None:
         self._unparsed_bytes = 0
-        super().on_message_complete()
+        HttpToolsProtocol.on_message_complete(self)
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
-        # No request running or queued: the next head has its own time from now.
-        if not self.transport.is_closing() and self.cycle is not None and self.cycle.response_complete:
-            self._arm_head_timer()
+        HttpToolsProtocol.on_response_complete(self)
+        # No request running or queued: the next head has its own time from now (a closing
+        # connection is released when it is lost).
+        if self.cycle.response_complete:
+            self.heads.watch(self, self.loop, self.loop.time() + self.limits.timeout)
 
-    # -- the head's timer and the refusal ----------------------------------------------------
+    # -- the head's deadline and the refusal ---------------------------------------------------
 
-    def _arm_head_timer(self) -> None:
-        self._disarm_head_timer()
-        self._head_timer = self.loop.call_later(self.limits.timeout, self._head_timed_out)
+    def _start_head_clock(self) -> None:
+        self.heads.watch(self, self.loop, self.loop.time() + self.limits.timeout)
 
-    def _disarm_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
+    def expire(self) -> None:
+        """The head's deadline passed (called by the watch)."""
         if self.transport.is_closing():
             return
-        if self._head_started:
+        if self._unparsed_bytes:
             self._refuse(RequestTimeout(f"request head not received within {self.limits.timeout:g} s"))
         else:
             self.transport.close()  # an idle connection: nothing to answer
@@ -154,7 +142,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, error: GatewayError) -> None:
         """Answer the head with `error` and close; only close if a response is under way."""
         self._refused = True
-        self._disarm_head_timer()
+        self.heads.release(self)
         logger.debug("request head refused: %s", error.message)
         if self.cycle is None or self.cycle.response_complete:
             response = error_response(error)
@@ -164,11 +152,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.write(b"".join([*head, b"\r\n", response.body]))
             if self.transport.can_write_eof():
                 self.transport.write_eof()
-                self._head_timer = self.loop.call_later(_LINGER_SECONDS, self.transport.close)
+                self._linger = self.loop.call_later(_LINGER_SECONDS, self.transport.close)
                 return
         self.transport.close()
 
 
 def bounded_protocol(limits: HeadLimits) -> type[BoundedHttpToolsProtocol]:
     """The protocol class for one server's limits (uvicorn.Config takes a class as `http`)."""
-    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {"limits": limits})
+    attributes = {"limits": limits, "heads": Watch(tick=min(1.0, limits.timeout / 4))}
+    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), attributes)
