@@ -100,13 +100,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         limits = self.limits
         if len(self.headers) > limits.max_headers:
             raise limits.too_many()
-        # The bytes that arrived for this head bound its size: measure it only when they could exceed the limit.
-        if self._unparsed_bytes > limits.max_bytes:
-            size = len(self.url)
-            for name, value in self.headers:
-                size += len(name) + len(value)
-            if size > limits.max_bytes:
-                raise limits.too_large()
+        size = len(self.url)
+        for name, value in self.headers:
+            size += len(name) + len(value)
+        if size > limits.max_bytes:
+            raise limits.too_large()
         self._unparsed_bytes = 0
         HttpToolsProtocol.on_headers_complete(self)
 

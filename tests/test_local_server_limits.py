@@ -259,3 +259,17 @@ async def test_an_endless_trailer_line_after_a_chunked_body_is_cut_off(setup):
     finally:
         conn.close()
     assert sent < most, "the server kept reading one endless trailer line"
+
+
+async def test_an_oversized_head_pipelined_in_the_same_write_is_never_served(setup):
+    """Behind a request still being answered, the only safe answer is the close (HTTP answers in order)."""
+    conn = await RawConnection.open(setup.base)
+    try:
+        await conn.send(setup.get("first") + setup.get("second", {"X-Big": "a" * (3 * MAX_HEAD)}))
+        async with asyncio.timeout(8):
+            rest = await conn.rest()
+    finally:
+        conn.close()
+    assert rest == b"" or rest.startswith(b"HTTP/1.1 200")
+    assert b"HTTP/1.1 431" not in rest
+    assert setup.recorded("second") == []
