@@ -20,10 +20,12 @@ import uvicorn
 from .app import create_app
 from .config import load_config_file, parse_config, warn_about_risks
 from .errors import ConfigError
+from .limits import HeadLimits
+from .serving import bounded_protocol
 from .telemetry import configure_logging
 
 
-def _uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
+def _uvicorn_config(app, host: str, port: int, *, head: HeadLimits = HeadLimits()) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
@@ -37,7 +39,10 @@ def _uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
         # No "server: uvicorn" on every answer: nothing for a scanner to fingerprint.
         server_header=False,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
+        # httptools, with the request head bounded in time and bytes (serving.py).
+        http=bounded_protocol(head),
+        # The gateway serves no WebSockets: no upgrade path, whatever is installed.
+        ws="none",
         timeout_graceful_shutdown=5,
     )
 
@@ -58,7 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sock = _listening_socket(args.host, args.port)
     bound = sock.getsockname()[1]
     print(f"MCP gateway listening on http://{args.host}:{bound}", flush=True)
-    server = uvicorn.Server(_uvicorn_config(app, args.host, bound))
+    server = uvicorn.Server(_uvicorn_config(app, args.host, bound, head=HeadLimits.from_settings(config.gateway)))
     server.run(sockets=[sock])
     return 0
 
@@ -76,7 +81,9 @@ async def _run_demo(host: str, port: int) -> None:
     config = parse_config(demo_config(f"http://127.0.0.1:{backend_port}/mcp", key))
     gateway_sock = _listening_socket(host, port)
     gateway_port = gateway_sock.getsockname()[1]
-    gateway = uvicorn.Server(_uvicorn_config(create_app(config), host, gateway_port))
+    gateway = uvicorn.Server(
+        _uvicorn_config(create_app(config), host, gateway_port, head=HeadLimits.from_settings(config.gateway))
+    )
 
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{gateway_port}"
     print(f"Demo MCP backend (MCP SDK server) on http://127.0.0.1:{backend_port}/mcp")

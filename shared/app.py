@@ -20,10 +20,10 @@ from starlette.types import Receive, Scope, Send
 
 from . import __version__
 from .authority import ORIGIN_KEY, PublicOrigin
-from .body import RequestBody
+from .body import RequestBody, UploadWatch
 from .config import GatewayConfig, ServerConfig
 from .cors import CorsHandler
-from .errors import NO_ID, GatewayError, GatewayMisconfigured, MethodNotAllowed, UnknownServer, error_response
+from .errors import NO_ID, BadRequest, GatewayError, GatewayMisconfigured, MethodNotAllowed, UnknownServer, error_response
 from .guard import HostGuard
 from .headers import (
     INBOUND_CREDENTIAL_HEADERS,
@@ -40,6 +40,7 @@ from .caller import Caller
 from .inbound import InboundAuthenticator
 from .inbound.metadata import PRM_PREFIX
 from .legacy_sse import MessageEndpoints
+from .limits import BodyLimits, HeadLimits
 from .outbound import BackendCredentials
 from .proxy import ProxyResponse, UpstreamClient, UpstreamTarget, open_upstream
 from .secrets import SecretStore
@@ -73,6 +74,8 @@ class Gateway:
         self.cors = CorsHandler(config.gateway.cors)
         self.upstream = UpstreamClient(config.gateway.ca_bundle)
         self.message_endpoints = MessageEndpoints(Signer.from_settings(environ))
+        self.head_limits = HeadLimits.from_settings(config.gateway)
+        self.uploads = UploadWatch(BodyLimits.from_settings(config.gateway))
         self._identity_http: httpx.AsyncClient | None = None
         self.startup_error: Exception | None = None
         self.secrets = SecretStore(config.gateway, environ=environ)
@@ -182,6 +185,7 @@ class Gateway:
         body: RequestBody | None = None
         route: Route | None = None
         try:
+            self.head_limits.check(request.scope)
             refuse_repeated(request.scope, self._single_headers)
             self.guard.check(request.scope)
             route = self._routes.get(request.scope["path"]) or self._resolve(request.scope["path"])
@@ -195,13 +199,13 @@ class Gateway:
                 return self._metadata(request, route)
             assert route.server is not None
             body = self._request_body(request)
+            if body is not None:
+                body.refuse_declared_oversize()
             refuse_repeated_params(request.scope, self._credential_query[route.server.name])
             caller = await self.inbound.authenticate(route.server, request)
             response = await self._forward(request, route, body, caller)
         except GatewayError as error:
-            if body is not None:
-                await body.read_for_error()
-            response = error_response(error, body.jsonrpc_id() if body is not None else NO_ID)
+            response = await self._error_response(error, body)
             self.cors.decorate(request, response.raw_headers)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(
@@ -261,11 +265,31 @@ class Gateway:
         if request.method in ("GET", "DELETE", "HEAD"):
             return None
         length = get_header(request.scope, b"content-length")
+        # ASCII digits only (str.isdigit() alone takes "²"): the value goes upstream as it came.
+        if length is not None and not (length.isascii() and length.isdigit()):
+            raise BadRequest("invalid Content-Length")
+        expect = get_header(request.scope, b"expect")
         return RequestBody(
             request.receive,
-            limit=self.config.gateway.max_body_bytes,
-            declared_length=int(length) if length and length.isdigit() else None,
+            self.uploads,
+            declared_length=int(length) if length is not None else None,
+            expects_continue=expect is not None and expect.lower() == "100-continue",
         )
+
+    @staticmethod
+    async def _error_response(error: GatewayError, body: RequestBody | None) -> Response:
+        """The error answer, naming the JSON-RPC id when a bounded read of the body finds it.
+
+        A body the client is still sending leaves the connection unusable for another
+        request: the answer closes it rather than draining an upload of any length.
+        """
+        if body is None:
+            return error_response(error)
+        await body.read_for_error()
+        response = error_response(error, body.jsonrpc_id())
+        if not body.complete:
+            response.raw_headers.append((b"connection", b"close"))
+        return response
 
     async def _forward(self, request: Request, route: Route, body: RequestBody | None, caller: Caller) -> ProxyResponse:
         server = route.server

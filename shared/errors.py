@@ -10,6 +10,7 @@
     ├── OriginNotAllowed       403  (DNS-rebinding guard)
     ├── RequestTimeout         408  (the client was too slow sending its request)
     ├── BodyTooLarge           413
+    ├── HeadersTooLarge        431  (request target and headers over the limit, or too many headers)
     ├── ClientClosedRequest    499  (the client left while its body was streaming up)
     ├── Unauthorized           401  (no or bad credential; WWW-Authenticate challenge)
     ├── Forbidden              403  (valid credential, not allowed here: scope, role, server)
@@ -122,6 +123,14 @@ class BodyTooLarge(GatewayError):
 
     status = 413
     code = "body_too_large"
+    jsonrpc_code = -32600
+
+
+class HeadersTooLarge(GatewayError):
+    """The request head is over the configured size, or has too many header fields."""
+
+    status = 431
+    code = "headers_too_large"
     jsonrpc_code = -32600
 
 

@@ -176,6 +176,13 @@ def _build_gateway(raw: Mapping[str, Any]) -> GatewaySettings:
         ca_bundle=raw.get("caBundle"),
         key_vault_url=raw.get("keyVaultUrl"),
         key_cache_seconds=float(raw.get("keyCacheSeconds", GatewaySettings.key_cache_seconds)),
+        max_request_head_bytes=int(raw.get("maxRequestHeadBytes", GatewaySettings.max_request_head_bytes)),
+        max_request_headers=int(raw.get("maxRequestHeaders", GatewaySettings.max_request_headers)),
+        request_head_timeout_seconds=float(
+            raw.get("requestHeadTimeoutSeconds", GatewaySettings.request_head_timeout_seconds)
+        ),
+        body_idle_timeout_seconds=float(raw.get("bodyIdleTimeoutSeconds", GatewaySettings.body_idle_timeout_seconds)),
+        min_body_bytes_per_second=float(raw.get("minBodyBytesPerSecond", GatewaySettings.min_body_bytes_per_second)),
     )
 
 

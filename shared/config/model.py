@@ -81,6 +81,15 @@ class GatewaySettings:
     """Default vault for secret references that name none (else MCP_GATEWAY_KEY_VAULT_URL)."""
     key_cache_seconds: float = 300.0
     """How long a key or secret read from Key Vault is used before it is read again."""
+    max_request_head_bytes: int = 32 * 1024
+    """Request target plus header names and values, in bytes (Kestrel's default, as on the Functions host)."""
+    max_request_headers: int = 100
+    request_head_timeout_seconds: float = 30.0
+    """Local server: time to receive a whole request head (Kestrel's RequestHeadersTimeout)."""
+    body_idle_timeout_seconds: float = 60.0
+    """Longest pause between chunks of a request body (nginx's client_body_timeout)."""
+    min_body_bytes_per_second: float = 240.0
+    """Average rate a body must keep once it has taken body_idle_timeout_seconds (Kestrel's minimum)."""
 
 
 @dataclass(frozen=True)
