@@ -37,7 +37,7 @@ async def _no_body():
 
 @pytest.fixture
 async def functions_entry(start_server, monkeypatch):
-    """The registered `mcp` function, in front of a recording backend, with small limits."""
+    """The registered catch-all function, in front of a recording backend, with small limits."""
     recorder = RecordingBackend()
     backend = start_server(recorder, lifespan="off")
     document = gateway_config(
@@ -45,9 +45,9 @@ async def functions_entry(start_server, monkeypatch):
         maxRequestHeadBytes=4096, maxRequestHeaders=20, bodyIdleTimeoutSeconds=0.5, minBodyBytesPerSecond=1000,
     )
     module = _import_function_app(monkeypatch, document)
-    functions = {f.get_function_name(): f.get_user_function() for f in module.app.get_functions()}
-    yield functions["mcp"], recorder
-    await module.gateway().aclose()
+    (function,) = module.app.get_functions()
+    yield function.get_user_function(), recorder
+    await module.front_door.gateway.aclose()
     sys.modules.pop("function_app", None)
 
 
