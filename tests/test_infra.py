@@ -938,6 +938,13 @@ def test_parameters_file_keeps_the_signing_key_across_provisions(parsed: dict[st
         assert command.group(2).split() == arguments
 
 
+def test_infra_readme_names_the_signing_key_secret_as_the_bicep_does() -> None:
+    text = INFRA_README.read_text(encoding="utf-8")
+    named = set(re.findall(r"(?<![\w#-])[\w-]*signing-key[\w-]*", text))  # not the #the-signing-key anchor
+    assert named == {SIGNING_KEY_SECRET}, named
+    assert "configreferences/appsettings/refresh" in text, "the rotation steps must make every instance reload the key"
+
+
 def _deployment_readmes() -> list[Path]:
     readmes = [INFRA_README]
     if ROOT_README.exists() and re.search(r"az deployment group create|azd up", ROOT_README.read_text(encoding="utf-8")):
