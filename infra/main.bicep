@@ -122,6 +122,10 @@ param keyVaultName string = ''
 @description('Where alerts (failed /healthz, 5xx answers, Key Vault 403s) are mailed. Empty: they show in the portal only.')
 param alertEmail string = ''
 
+@secure()
+@description('MCP_GATEWAY_SIGNING_KEY, kept in Key Vault as mcp-gateway-signing-key. azd passes the vault\'s current value back (main.parameters.json), so a re-provision keeps the key; the default, a new random value, replaces it at every deployment that does not pass it. Shorter than 32 characters, it is completed with random ones.')
+param signingKey string = newGuid()
+
 @description('Tags applied to every resource.')
 param tags object = {}
 
@@ -182,6 +186,7 @@ module keyVault 'modules/keyvault.bicep' = {
     publicNetworkAccess: (vnetEnabled && empty(keyVaultAllowedIpRanges)) ? 'Disabled' : 'Enabled'
     networkDefaultAction: vnetEnabled ? 'Deny' : 'Allow'
     allowedIpRanges: vnetEnabled ? keyVaultAllowedIpRanges : []
+    signingKey: signingKey
   }
 }
 
@@ -224,6 +229,8 @@ module functionApp 'modules/functionapp.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
     keyVaultUri: keyVault.outputs.uri
+    keyVaultName: keyVault.outputs.name
+    signingKeyName: keyVault.outputs.signingKeyName
     gatewayConfigFile: gatewayConfigFile
     logLevel: logLevel
   }

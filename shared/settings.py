@@ -45,7 +45,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "MCP_GATEWAY_SIGNING_KEY",
-        "optional",
+        "bicep",
         "At least 32 random characters shared by every instance: signs the legacy SSE message URLs the "
         "gateway hands out, so a POST may land on any instance. Without it each process uses a random key.",
     ),

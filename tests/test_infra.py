@@ -24,10 +24,13 @@ import pytest
 from infra_tools import infra_bin, load_yaml
 from shared.config.model import Timeouts
 from shared.settings import SETTING_NAMES, SETTINGS
+from shared.signing import MIN_KEY_CHARS
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
 MAIN = INFRA / "main.bicep"
+KEY_VAULT_MODULE = INFRA / "modules" / "keyvault.bicep"
+IDENTITY_MODULE = INFRA / "modules" / "identity.bicep"
 PARAMETERS_FILE = INFRA / "main.parameters.json"
 CHECKOV_CONFIG = INFRA / ".checkov.yaml"
 AZURE_YAML = ROOT / "azure.yaml"
@@ -623,11 +626,19 @@ def test_identity_gets_the_roles_it_needs(parsed: dict[str, Any]) -> None:
     assert not missing
 
 
-def test_no_secure_parameter_has_a_default(parsed: dict[str, Any]) -> None:
+def test_secure_parameters_default_to_nothing_or_a_new_guid(parsed: dict[str, Any]) -> None:
+    """A literal default would be a secret written into the template, readable by anyone who can read it.
+    Bicep's secure-parameter-default rule allows exactly '' (no value) and newGuid() (a new random value
+    at each deployment, which is how the signing key gets one when nobody passes it)."""
+    secure = 0
     for path in BICEP_FILES:
         for name, param in _template(parsed, path).get("parameters", {}).items():
             if _is_secure(param):
-                assert param["default"] is None, f"{path.name}: @secure() param {name} has a default"
+                secure += 1
+                default = param["default"]
+                allowed = default is None or default == "" or _function(default) == "new_guid"
+                assert allowed, f"{path.name}: @secure() param {name} defaults to {json.dumps(default)}"
+    assert secure >= 1
 
 
 _SECRETISH_NAME = re.compile(r"secret|password|connectionstring|accountkey|accesskey|instrumentationkey|token", re.I)
@@ -662,7 +673,115 @@ def test_function_app_carries_the_azd_service_tag(parsed: dict[str, Any]) -> Non
 
 
 # ---------------------------------------------------------------------------------------
-# 4. Every setting the gateway reads is set by the Bicep or documented as optional
+# 4. The signing key: a Key Vault secret that MCP_GATEWAY_SIGNING_KEY refers to
+
+SECRET = "Microsoft.KeyVault/vaults/secrets"
+SIGNING_KEY_SECRET = "mcp-gateway-signing-key"
+# What azd's secretOrRandomPassword generates when the vault or the secret does not exist yet
+# (5 lower-case letters, 5 upper-case, 5 digits), and what newGuid() returns.
+AZD_GENERATED_CHARS = 15
+GUID_CHARS = 36
+
+
+def _signing_key_secret(parsed: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(symbolic name, body) of the signing key's secret, which lives beside the vault."""
+    found = [(f, n, _body(r)) for f, n, r in _all_resources(parsed, SECRET) if _body(r)["name"] == SIGNING_KEY_SECRET]
+    assert len(found) == 1, f"expected one {SECRET} named {SIGNING_KEY_SECRET}, found {[(f, n) for f, n, _ in found]}"
+    (file, name, secret), = found
+    assert file == KEY_VAULT_MODULE.name, f"the signing key is created in {file}, not beside the vault"
+    return name, secret
+
+
+def test_signing_key_is_a_secret_of_the_gateway_vault(parsed: dict[str, Any]) -> None:
+    _, secret = _signing_key_secret(parsed)
+    vaults = _resources(_template(parsed, KEY_VAULT_MODULE), "Microsoft.KeyVault/vaults")
+    assert secret["parent"] in vaults, f"parent {secret['parent']} is not the vault this module creates"
+
+
+def test_signing_key_comes_from_a_secure_parameter_and_is_never_too_short(parsed: dict[str, Any]) -> None:
+    """A first `azd provision` passes the 15 characters azd generates; the gateway refuses fewer than
+    MIN_KEY_CHARS, so the Bicep completes a short value with a GUID and keeps a long one as it is."""
+    template = _template(parsed, KEY_VAULT_MODULE)
+    _, secret = _signing_key_secret(parsed)
+    condition, kept, completed = _conditional(secret["properties"]["value"])
+    assert condition["operator"]["type"] == "greater_than_or_equals", condition
+    length, threshold = condition["operator"]["operands"].values()
+    assert _function(length) == "length" and threshold == MIN_KEY_CHARS, condition
+    key = length["function"]["parameters"]["arg_1"]
+    assert kept == key
+    fill = re.fullmatch(rf"\$\{{{key}\}}\$\{{(\w+)\}}", completed)
+    assert fill, f"a short {key} should be completed as '${{{key}}}${{<fill>}}', not {completed!r}"
+    key_param, fill_param = _param(template, key), _param(template, fill.group(1))
+    assert key_param is not None and _is_secure(key_param) and key_param["default"] is None
+    assert fill_param is not None and _is_secure(fill_param) and _function(fill_param["default"]) == "new_guid"
+    assert AZD_GENERATED_CHARS + GUID_CHARS >= MIN_KEY_CHARS
+
+    passed = _main_module_for(parsed, KEY_VAULT_MODULE.name)["params"]
+    assert fill.group(1) not in passed, "the fill is a new random value at each deployment, never passed in"
+    main_param = _param(_template(parsed, MAIN), passed[key])
+    # Nobody passing a value (the az CLI path without it) still gets a random key.
+    assert main_param is not None and _is_secure(main_param) and _function(main_param["default"]) == "new_guid"
+
+
+def test_signing_key_setting_is_a_key_vault_reference_to_the_secret(parsed: dict[str, Any]) -> None:
+    """The key is in no app setting and no template: the platform resolves the reference. No version,
+    so the latest one is used and a rotated key is picked up."""
+    value = _app_settings(parsed)["MCP_GATEWAY_SIGNING_KEY"]
+    reference = re.fullmatch(r"@Microsoft\.KeyVault\(VaultName=\$\{(\w+)\};SecretName=\$\{(\w+)\}\)", value)
+    assert reference, f"MCP_GATEWAY_SIGNING_KEY = {value!r}"
+    vault_param, secret_param = reference.groups()
+    app_template = _function_app_template(parsed)
+    assert _param(app_template, vault_param) is not None and _param(app_template, secret_param) is not None
+    wired = _main_module_for(parsed, "functionapp.bicep")["params"]
+    assert _accessor_path(wired[vault_param]) == ["keyVault", "outputs", "name"]
+    module, outputs, output = _accessor_path(wired[secret_param])
+    assert (module, outputs) == ("keyVault", "outputs"), wired[secret_param]
+    name, secret = _signing_key_secret(parsed)
+    vault_outputs = _template(parsed, KEY_VAULT_MODULE)["outputs"]
+    assert _accessor_path(vault_outputs[output]["value"]) == [name, "name"]
+    assert _accessor_path(vault_outputs["name"]["value"]) == [secret["parent"], "name"]
+
+
+def test_site_resolves_references_with_the_user_assigned_identity(parsed: dict[str, Any]) -> None:
+    """Without keyVaultReferenceIdentity the platform uses a system-assigned identity, which the site does
+    not have: the reference stays unresolved and the app sees the reference string itself."""
+    site = _one(parsed, "Microsoft.Web/sites")
+    identity = site["properties"]["keyVaultReferenceIdentity"]
+    assert _param(_function_app_template(parsed), identity) is not None, identity
+    assert site["identity"]["type"] == "UserAssigned"
+    assert {_unquote(k) for k in site["identity"]["userAssignedIdentities"]} == {f"${{{identity}}}"}
+    wired = _main_module_for(parsed, "functionapp.bicep")["params"]
+    assert _accessor_path(wired[identity]) == ["identity", "outputs", "id"]
+
+
+def test_reference_identity_can_read_the_signing_key(parsed: dict[str, Any]) -> None:
+    """Key Vault Secrets User on the secret's vault, unconditionally, for the identity the site resolves
+    references with. The function app module takes the vault module's outputs, so it waits for the grant."""
+    template = _template(parsed, KEY_VAULT_MODULE)
+    variables = {k: v["value"] for k, v in template.get("variables", {}).items()}
+    secret_name, secret = _signing_key_secret(parsed)
+    readers = []
+    for res in _resources(template, ROLE_ASSIGNMENT).values():
+        body = _body(res)
+        role = body["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+        if variables.get(role, role) == ROLE_IDS["Key Vault Secrets User"] and body["scope"] in (secret["parent"], secret_name):
+            assert "condition" not in res["config"], "the reader's grant must not depend on a condition"
+            readers.append(body["properties"]["principalId"])
+    wired = _main_module_for(parsed, KEY_VAULT_MODULE.name)["params"]
+    granted = [_accessor_path(wired[p]) for p in readers if p in wired]
+    assert ["identity", "outputs", "principalId"] in granted, f"Key Vault Secrets User goes to {granted}"
+
+    site = _one(parsed, "Microsoft.Web/sites")
+    site_wired = _main_module_for(parsed, "functionapp.bicep")["params"]
+    assert _accessor_path(site_wired[site["properties"]["keyVaultReferenceIdentity"]]) == ["identity", "outputs", "id"]
+    identity_outputs = _template(parsed, IDENTITY_MODULE)["outputs"]
+    resolver = _accessor_path(identity_outputs["id"]["value"])
+    reader = _accessor_path(identity_outputs["principalId"]["value"])
+    assert resolver[0] == reader[0], "the reader and the resolving identity are one resource"
+
+
+# ---------------------------------------------------------------------------------------
+# 5. Every setting the gateway reads is set by the Bicep or documented as optional
 
 
 def test_every_bicep_sourced_setting_is_set(parsed: dict[str, Any]) -> None:
@@ -727,7 +846,7 @@ def test_code_reads_only_listed_settings() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# 5. local.settings.sample.json, azure.yaml, the parameters file and the READMEs agree
+# 6. local.settings.sample.json, azure.yaml, the parameters file and the READMEs agree
 
 
 @lru_cache(maxsize=None)
@@ -794,6 +913,36 @@ def test_parameters_file_defaults_match_the_bicep(parsed: dict[str, Any]) -> Non
             assert match.group(1) == expected, f"{name}: parameters file says {match.group(1)}, main.bicep {expected}"
             checked += 1
     assert checked >= 5
+
+
+# azd's command substitution in a parameters file: $(name args), args of word characters,
+# blanks and dashes (azure-dev, pkg/cmdsubst).
+_AZD_COMMAND = re.compile(r"\$\(\s*(\w+)([\w\s-]*)\)")
+
+
+def test_parameters_file_keeps_the_signing_key_across_provisions(parsed: dict[str, Any]) -> None:
+    """azd reads the key back from the vault at each provision, so the Bicep writes the same value again.
+    Before the first one KEY_VAULT_NAME (an output) is unset: one argument, and azd generates a value."""
+    main = _template(parsed, MAIN)
+    _, secret = _signing_key_secret(parsed)
+    _, key, _ = _conditional(secret["properties"]["value"])
+    main_param = _main_module_for(parsed, KEY_VAULT_MODULE.name)["params"][key]
+    given = json.loads(PARAMETERS_FILE.read_text(encoding="utf-8"))["parameters"]
+    assert main_param in given, f"main.parameters.json does not give {main_param}: every provision would replace the key"
+    value = given[main_param]["value"]
+    assert value == f"$(secretOrRandomPassword ${{KEY_VAULT_NAME}} {SIGNING_KEY_SECRET})", value
+    assert _accessor_path(main["outputs"]["KEY_VAULT_NAME"]["value"]) == ["keyVault", "outputs", "name"]
+    for vault, arguments in [("kv-4ab3xe5yq2w7c", ["kv-4ab3xe5yq2w7c", SIGNING_KEY_SECRET]), ("", [SIGNING_KEY_SECRET])]:
+        command = _AZD_COMMAND.fullmatch(value.replace("${KEY_VAULT_NAME}", vault))
+        assert command and command.group(1) == "secretOrRandomPassword", value
+        assert command.group(2).split() == arguments
+
+
+def test_infra_readme_names_the_signing_key_secret_as_the_bicep_does() -> None:
+    text = INFRA_README.read_text(encoding="utf-8")
+    named = set(re.findall(r"(?<![\w#-])[\w-]*signing-key[\w-]*", text))  # not the #the-signing-key anchor
+    assert named == {SIGNING_KEY_SECRET}, named
+    assert "configreferences/appsettings/refresh" in text, "the rotation steps must make every instance reload the key"
 
 
 def _deployment_readmes() -> list[Path]:
@@ -945,7 +1094,7 @@ def test_outputs_name_what_an_mcp_client_and_the_config_need(parsed: dict[str, A
 
 
 # ---------------------------------------------------------------------------------------
-# 6. host.json lets streams live as long as the gateway keeps them open
+# 7. host.json lets streams live as long as the gateway keeps them open
 
 
 def _timespan_seconds(value: str) -> float | None:

@@ -83,6 +83,12 @@ param logAnalyticsWorkspaceId string
 @description('Default Key Vault URL for secret references (MCP_GATEWAY_KEY_VAULT_URL).')
 param keyVaultUri string
 
+@description('Name of the Key Vault that holds the signing key.')
+param keyVaultName string
+
+@description('Name of the secret that holds MCP_GATEWAY_SIGNING_KEY.')
+param signingKeyName string
+
 @description('MCP_GATEWAY_CONFIG: path of the gateway config file deployed with the code, relative to the app root.')
 param gatewayConfigFile string
 
@@ -129,6 +135,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
+    // Key Vault references (MCP_GATEWAY_SIGNING_KEY) resolve with the user-assigned identity: the
+    // site has no system-assigned one, which the platform would use by default.
     keyVaultReferenceIdentity: identityId
     // On Flex Consumption all outbound traffic then goes through the subnet.
     virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
@@ -182,6 +190,13 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'MCP_GATEWAY_ACCESS_LOG'
           value: accessLog ? 'true' : 'false'
+        }
+        // A Key Vault reference, resolved by the platform with keyVaultReferenceIdentity: the key is
+        // in no setting and no template. No version: the latest is used, so a rotated key is
+        // picked up (within 24 hours, at once on a reference refresh or a configuration change).
+        {
+          name: 'MCP_GATEWAY_SIGNING_KEY'
+          value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${signingKeyName})'
         }
         {
           name: 'AZURE_CLIENT_ID'

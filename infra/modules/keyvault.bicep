@@ -1,7 +1,8 @@
-// Key Vault for the gateway's secrets (subscription keys, backend client secrets). RBAC mode
-// only: no access policies. Soft delete keeps a deleted secret (or vault) recoverable for the
-// retention period. Purge protection is a parameter: once on it cannot be turned off, and a
-// deleted vault then holds its name until the retention period ends.
+// Key Vault for the gateway's secrets (subscription keys, backend client secrets), and the
+// gateway's signing key (MCP_GATEWAY_SIGNING_KEY), which this module writes. RBAC mode only: no
+// access policies. Soft delete keeps a deleted secret (or vault) recoverable for the retention
+// period. Purge protection is a parameter: once on it cannot be turned off, and a deleted vault
+// then holds its name until the retention period ends.
 
 @description('Name of the Key Vault (3-24 characters).')
 @minLength(3)
@@ -58,6 +59,14 @@ param allowedIpRanges array = []
 @description('Log Analytics workspace that receives the vault\'s audit events (every secret read, and every refusal).')
 param logAnalyticsWorkspaceId string
 
+@secure()
+@description('MCP_GATEWAY_SIGNING_KEY, stored as the secret mcp-gateway-signing-key. A value shorter than 32 characters (azd generates 15 on a first provision) is completed with signingKeyFill.')
+param signingKey string
+
+@secure()
+@description('Random characters (a new GUID at each deployment) that complete a signingKey shorter than 32 characters. A key of 32 or more, such as the one azd reads back from the vault, is stored as it is.')
+param signingKeyFill string = newGuid()
+
 var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
 var keyVaultSecretsOfficerRoleId = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
 
@@ -87,6 +96,18 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
         value: ipRange
       }]
     }
+  }
+}
+
+// The gateway's HMAC key: every instance resolves the app setting's Key Vault reference to it.
+// 32 is the gateway's minimum (shared/signing.py). The condition is parenthesised because
+// pycep-parser 0.5.1 binds `?` tighter than `>=`.
+resource signingKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'mcp-gateway-signing-key'
+  properties: {
+    value: (length(signingKey) >= 32) ? signingKey : '${signingKey}${signingKeyFill}'
+    contentType: 'text/plain'
   }
 }
 
@@ -133,3 +154,4 @@ resource secretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = i
 output id string = vault.id
 output name string = vault.name
 output uri string = vault.properties.vaultUri
+output signingKeyName string = signingKeySecret.name
