@@ -42,11 +42,11 @@ class FrontDoor:
             # Azure's working directory is not promised to be the app root: a relative
             # config path means "deployed beside function_app.py".
             config = load_config_from_env(environ, base_dir=APP_ROOT)
+            warn_about_risks(config)
+            door = cls(create_app(config, environ=environ))
         except ConfigError as error:
             logger.critical("the gateway config is invalid, every request answers 503: %s", error)
             return cls(None, error)
-        warn_about_risks(config)
-        door = cls(create_app(config, environ=environ))
         legacy = [s.name for s in config.servers.values() if s.transport == "sse" and s.message_url is None]
         if legacy and not door.gateway.message_endpoints.signer.shared:  # type: ignore[union-attr]
             logger.warning(

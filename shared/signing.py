@@ -41,6 +41,16 @@ class Signer:
         configured = env("MCP_GATEWAY_SIGNING_KEY", environ)
         if configured is None:
             return cls(secrets.token_bytes(32), shared=False)
+        if configured.lstrip().startswith("@Microsoft.KeyVault("):
+            # App Service hands an unresolved Key Vault reference over as its own text,
+            # which names the vault and secret: guessable, so never a key.
+            from .errors import ConfigError
+
+            raise ConfigError(
+                "MCP_GATEWAY_SIGNING_KEY",
+                "is an unresolved Key Vault reference: the platform could not read the secret "
+                "(check that the app's identity may read it, and the vault's network rules)",
+            )
         if len(configured) < MIN_KEY_CHARS:
             from .errors import ConfigError
 

@@ -10,6 +10,8 @@ conformance 0.1.16 and mcp 2.3.0); each scenario is then asserted separately.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -172,7 +174,8 @@ def test_sse_resumability_at_2025_11_25(fixture_server):
         result = None
         # Like a client honouring `retry`: if the tool had not finished when the
         # replay ran, the result is only in the store by the next reconnection.
-        for _ in range(20):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             headers = {"Accept": "text/event-stream", **session, "last-event-id": last_id}
             try:
                 with client.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=1.0)) as resp:

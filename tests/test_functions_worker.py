@@ -164,7 +164,18 @@ async def test_the_legacy_sse_transport_through_the_worker(functions):
     ],
 )
 def test_a_bad_config_answers_503_naming_it_on_every_route(setting, field):
-    host = start_functions_host(setting)
+    check_every_route_answers_503(start_functions_host(setting), field)
+
+
+def test_an_unresolved_signing_key_reference_answers_503_naming_the_setting():
+    """App Service passes a Key Vault reference it could not resolve as its own text."""
+    reference = "@Microsoft.KeyVault(VaultName=kv-gateway;SecretName=mcp-gateway-signing-key)"
+    document = gateway_config({"docs": {"url": "http://127.0.0.1:9/mcp", "anonymous": True}})
+    host = start_functions_host(document, env={"MCP_GATEWAY_SIGNING_KEY": reference})
+    check_every_route_answers_503(host, "MCP_GATEWAY_SIGNING_KEY")
+
+
+def check_every_route_answers_503(host, field: str) -> None:
     try:
         for path in ("/healthz", "/mcp/docs", "/.well-known/oauth-protected-resource/mcp/docs", "/"):
             response = httpx.get(f"{host.url}{path}", timeout=10)
