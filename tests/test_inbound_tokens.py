@@ -246,6 +246,11 @@ async def test_mcp_sdk_client_with_a_bearer_token_end_to_end(start_server, start
         ({"requiredScopes": ["mcp.tools"]}, {"roles": ["MCP.Invoke"]}, 403),
         ({"requiredScopes": ["mcp.tools", "mcp.read"]}, {"scp": "mcp.read mcp.tools"}, 200),
         ({"requiredScopes": ["mcp.tools", "mcp.read"]}, {"scp": "mcp.tools"}, 403),
+        # Entra writes the short name into scp; the full name's prefix must be one of the server's audiences
+        ({"requiredScopes": [f"{AUDIENCE}/mcp.access"]}, {"scp": "mcp.access"}, 200),
+        ({"requiredScopes": [f"{AUDIENCE}/mcp.access"]}, {"scp": f"{AUDIENCE}/mcp.access"}, 200),
+        ({"requiredScopes": ["api://another-api/mcp.access"]}, {"scp": "mcp.access"}, 403),
+        ({"requiredScopes": [f"{AUDIENCE}/mcp.access"]}, {"scp": "other.access"}, 403),
         # roles only: delegated or app-only, a role is needed
         ({"requiredRoles": ["MCP.Invoke", "MCP.Admin"]}, {"scp": "mcp.tools"}, 403),
         ({"requiredRoles": ["MCP.Invoke", "MCP.Admin"]}, {"scp": "mcp.tools", "roles": ["MCP.Admin"]}, 200),

@@ -209,6 +209,17 @@ class TokenValidator:
         return app_id
 
 
+def _holds_scope(held: frozenset[str], required: str, audiences: tuple[str, ...]) -> bool:
+    """Entra writes a scope into `scp` by its short name (`mcp.access`), while clients ask
+    for it, and metadata advertises it, in full (`api://mcp-gateway/mcp.access`). The token's
+    audience has been checked against this server's, so a short name in it is one of this
+    API's scopes when the full name's prefix is one of those audiences."""
+    if required in held:
+        return True
+    resource, slash, name = required.rpartition("/")
+    return bool(slash) and resource in audiences and name in held
+
+
 def check_permissions(caller: Caller, rules: TokenRules, challenge: Callable[[str, str], dict[str, str]]) -> None:
     """Valid token, but is it allowed here? 403 insufficient_scope when not. The rule (docs/inbound.md):
 
@@ -225,7 +236,7 @@ def check_permissions(caller: Caller, rules: TokenRules, challenge: Callable[[st
     if not rules.required_scopes:
         return
     if "scp" in caller.claims:
-        missing = [s for s in rules.required_scopes if s not in caller.scopes]
+        missing = [s for s in rules.required_scopes if not _holds_scope(caller.scopes, s, rules.audiences)]
         if missing:
             raise Forbidden(
                 "token lacks the required scope(s): " + " ".join(missing),
