@@ -244,7 +244,7 @@ class Variant:
     env:                environment of the gateway process (null removes a variable)
     request_headers:    headers every client adds when it calls this variant
     credential_headers: names in request_headers the gateway must require: verify() checks
-                        that a request without them (all, and each one) gets 401
+                        that a request without them (all, and each one) is refused (401/403)
     setup:              what the harness starts first; {"azureEmulators": {...}} starts the
                         Entra and managed identity emulators (bench/azure_emulators.py), whose
                         values fill {placeholders} in server, gateway, subscriptions, env and
@@ -542,7 +542,7 @@ def connect(url: str) -> tuple[http.client.HTTPConnection, str]:
 
 def verify(setup: Setup) -> None:
     """Every target answers every route with a real result before anything is timed; a target
-    with credential headers refuses (401) a request that lacks any of them."""
+    with credential headers refuses (401 or 403) a request that lacks any of them."""
     for target in setup.targets:
         for route in ROUTES.values():
             body, headers = route.call()
@@ -556,7 +556,8 @@ def verify(setup: Setup) -> None:
 
 
 def verify_credentials_required(target: Target) -> None:
-    """Without all its credentials, and without each one, a request through `target` gets 401."""
+    """Without all its credentials, and without each one, a request through `target` is refused
+    (401 for a missing token, 403 for a missing subscription key)."""
     if not target.credential_headers:
         return
     wanted = {h.lower() for h in target.credential_headers}
@@ -567,9 +568,9 @@ def verify_credentials_required(target: Target) -> None:
         for label, dropped in cases:
             sent = {k: v for k, v in {**headers, **target.headers}.items() if k.lower() not in dropped}
             ex = _post(target, route, body, sent)
-            if ex.status != 401:
+            if ex.status not in (401, 403):
                 raise BenchError(
-                    f"{target.name} -> {route.name} with {label}: expected 401, got HTTP {ex.status} {ex.body[:300]!r}"
+                    f"{target.name} -> {route.name} with {label}: expected 401 or 403, got HTTP {ex.status} {ex.body[:300]!r}"
                 )
 
 

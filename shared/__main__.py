@@ -1,6 +1,6 @@
 """Command line: serve, demo, config check.
 
-    python -m shared serve --config FILE --port N [--host H]
+    python -m shared serve [--config FILE] --port N [--host H]   (default: MCP_GATEWAY_CONFIG)
     python -m shared demo [--port N]
     python -m shared config check FILE
     python -m shared keys new NAME
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import errno
+import ipaddress
 import json
 import logging
 import socket
@@ -18,7 +21,7 @@ import sys
 import uvicorn
 
 from .app import create_app
-from .config import load_config_file, parse_config, warn_about_risks
+from .config import GatewayConfig, load_config_file, load_config_from_env, parse_config, warn_about_risks
 from .errors import ConfigError
 from .limits import HeadLimits
 from .serving import bounded_protocol
@@ -47,30 +50,86 @@ def _uvicorn_config(app, host: str, port: int, *, head: HeadLimits = HeadLimits(
     )
 
 
+class PortUnavailable(Exception):
+    """The address to listen on cannot be had (in use, not ours): one line for the user."""
+
+
 def _listening_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortUnavailable(f"port {port} on {host} is in use: choose another with --port") from None
+        raise PortUnavailable(f"cannot listen on {host}:{port} ({exc.strerror}): check --host and --port") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
 
+_WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def _host_pattern(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def reachable_names(host: str) -> list[str]:
+    """The names a client may use for a server bound to `host`: the host itself, or for a
+    wildcard bind this machine's name and addresses (loopback is always allowed)."""
+    if host not in _WILDCARDS:
+        return [host]
+    names = [socket.gethostname(), socket.getfqdn()]
+    try:
+        names += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)]
+    except OSError:
+        pass
+    kept = []
+    for name in dict.fromkeys(n.split("%")[0] for n in names if n):
+        try:
+            if ipaddress.ip_address(name).is_loopback:
+                continue
+        except ValueError:
+            pass
+        kept.append(name)
+    return kept
+
+
+def allow_bound_host(config: GatewayConfig, host: str) -> GatewayConfig:
+    """The host the server binds, and prints, answers (not 421) without editing the config."""
+    extra = tuple(_host_pattern(n) for n in reachable_names(host) if _host_pattern(n) not in config.gateway.allowed_hosts)
+    if not extra:
+        return config
+    return dataclasses.replace(config, gateway=dataclasses.replace(config.gateway, allowed_hosts=config.gateway.allowed_hosts + extra))
+
+
+def _public_url(host: str, port: int) -> str:
+    if host in _WILDCARDS:
+        host = next(iter(reachable_names(host)), "127.0.0.1")
+    return f"http://{_host_pattern(host)}:{port}"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    config = load_config_file(args.config)
+    config = load_config_file(args.config) if args.config else load_config_from_env()
     warn_about_risks(config)
+    config = allow_bound_host(config, args.host)
     app = create_app(config)
     sock = _listening_socket(args.host, args.port)
     bound = sock.getsockname()[1]
-    print(f"MCP gateway listening on http://{args.host}:{bound}", flush=True)
+    print(f"MCP gateway listening on http://{_host_pattern(args.host)}:{bound}", flush=True)
+    if args.host in _WILDCARDS:
+        print(f"Reachable as {_public_url(args.host, bound)}; other names need gateway.allowedHosts", flush=True)
     server = uvicorn.Server(_uvicorn_config(app, args.host, bound, head=HeadLimits.from_settings(config.gateway)))
     server.run(sockets=[sock])
     return 0
 
 
 async def _run_demo(host: str, port: int) -> None:
-    from .demo import build_demo_server, demo_config, vscode_snippet
+    from .demo import DEMO_SERVER_NAME, build_demo_server, demo_config
     from .inbound.keys import new_key
+    from .snippets import ClientSetup
 
     backend_sock = _listening_socket("127.0.0.1", 0)
     backend_port = backend_sock.getsockname()[1]
@@ -78,18 +137,19 @@ async def _run_demo(host: str, port: int) -> None:
     backend = uvicorn.Server(_uvicorn_config(backend_app, "127.0.0.1", backend_port))
 
     key = new_key()
-    config = parse_config(demo_config(f"http://127.0.0.1:{backend_port}/mcp", key))
+    config = allow_bound_host(parse_config(demo_config(f"http://127.0.0.1:{backend_port}/mcp", key)), host)
     gateway_sock = _listening_socket(host, port)
     gateway_port = gateway_sock.getsockname()[1]
     gateway = uvicorn.Server(
         _uvicorn_config(create_app(config), host, gateway_port, head=HeadLimits.from_settings(config.gateway))
     )
 
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{gateway_port}"
+    url = _public_url(host, gateway_port)
+    setup = ClientSetup("gateway-demo", f"{url}/mcp/{DEMO_SERVER_NAME}")
     print(f"Demo MCP backend (MCP SDK server) on http://127.0.0.1:{backend_port}/mcp")
-    print(f"MCP gateway on {url}\n\nMCP endpoint: {url}/mcp/demo")
-    print(f"Subscription key (header Ocp-Apim-Subscription-Key): {key}\n")
-    print("VS Code .vscode/mcp.json:\n" + vscode_snippet(url, key) + "\n\nCtrl+C stops both.", flush=True)
+    print(f"MCP gateway on {url}\n\nMCP endpoint: {setup.url}")
+    print(f"Subscription key (header {setup.header}): {key}\n")
+    print(setup.all(key) + "\n\nCtrl+C stops both.", flush=True)
     await asyncio.gather(backend.serve(sockets=[backend_sock]), gateway.serve(sockets=[gateway_sock]))
 
 
@@ -132,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the gateway with uvicorn")
-    serve.add_argument("--config", required=True, help="gateway config JSON file")
+    serve.add_argument("--config", help="gateway config JSON file (default: the MCP_GATEWAY_CONFIG setting)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--host", default="127.0.0.1")
     serve.set_defaults(func=cmd_serve)
@@ -166,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
+        return 2
+    except PortUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
 
 

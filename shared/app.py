@@ -49,9 +49,10 @@ from .signing import Signer
 logger = logging.getLogger("shared.app")
 access_log = logging.getLogger("shared.access")
 
-RouteKind = Literal["health", "metadata", "mcp", "sse", "message"]
+RouteKind = Literal["home", "health", "metadata", "mcp", "sse", "message"]
 
 _METHODS: Mapping[RouteKind, frozenset[str]] = {
+    "home": frozenset({"GET"}),
     "health": frozenset({"GET"}),
     "metadata": frozenset({"GET"}),
     "mcp": frozenset({"GET", "POST", "DELETE"}),
@@ -112,7 +113,7 @@ class Gateway:
 
     def _known_routes(self) -> dict[str, Route]:
         """Every valid path, resolved once: the hot path is one dict lookup."""
-        routes = {"/healthz": Route("health")}
+        routes = {"/": Route("home"), "/healthz": Route("health")}
         for name, server in self.config.servers.items():
             if server.transport == "sse":
                 routes[f"/mcp/{name}/sse"] = Route("sse", server)
@@ -189,12 +190,14 @@ class Gateway:
             refuse_repeated(request.scope, self._single_headers)
             self.guard.check(request.scope)
             route = self._routes.get(request.scope["path"]) or self._resolve(request.scope["path"])
-            if request.method == "OPTIONS" and route.kind != "health":
+            if request.method == "OPTIONS" and route.kind not in ("home", "health"):
                 return self.cors.preflight(request)
             if request.method not in _METHODS[route.kind]:
                 raise MethodNotAllowed(f"{request.method} is not allowed on {request.scope['path']}")
             if route.kind == "health":
                 return self._health()
+            if route.kind == "home":
+                return JSONResponse({**_HOME, "docs": self.config.gateway.docs_url})
             if route.kind == "metadata":
                 return self._metadata(request, route)
             assert route.server is not None
@@ -330,6 +333,15 @@ class Gateway:
 
 def _configured_query_names(server: ServerConfig) -> frozenset[str]:
     return query_names(urlsplit(server.url).query) | query_names(urlsplit(server.message_url or "").query)
+
+
+_HOME = {
+    "name": "MCP gateway",
+    "version": __version__,
+    "mcp": "MCP servers are served at /mcp/<server>; ask your administrator for the server names",
+    "health": "/healthz",
+}
+"""What `GET /` answers: who this is, never which servers it fronts."""
 
 
 def create_app(config: GatewayConfig, *, environ: Mapping[str, str] | None = None) -> Gateway:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from mcp.server.mcpserver import Context, MCPServer
 
@@ -58,13 +57,3 @@ def demo_config(backend_url: str, key: str) -> dict:
         },
         "subscriptions": {"demo": {"servers": [DEMO_SERVER_NAME], "primaryKey": {"sha256": key_digest(key)}}},
     }
-
-
-def vscode_snippet(gateway_url: str, key: str) -> str:
-    """A ready `.vscode/mcp.json` for the demo server."""
-    entry = {
-        "type": "http",
-        "url": f"{gateway_url}/mcp/{DEMO_SERVER_NAME}",
-        "headers": {"Ocp-Apim-Subscription-Key": key},
-    }
-    return json.dumps({"servers": {"gateway-demo": entry}}, indent=2)

@@ -109,7 +109,9 @@ class HostGuard:
         except MalformedAuthority:
             raise BadRequest(f"the {header} header is not a valid host[:port]") from None
         if not self.any_host and not any(p.matches(authority) for p in self.hosts):
-            raise HostNotAllowed(f"host {authority.host!r} is not served by this gateway")
+            raise HostNotAllowed(
+                f"host {authority.host!r} is not served by this gateway: add it to gateway.allowedHosts"
+            )
         if len(self._accepted) < _ACCEPTED_MEMORY:
             self._accepted[host] = authority
         return authority

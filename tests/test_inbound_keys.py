@@ -58,8 +58,9 @@ async def test_header_and_query_forms_and_both_keys_of_a_subscription(keyed):
 @pytest.mark.parametrize(
     ("headers", "status", "message"),
     [
-        ({}, 401, "missing subscription key: send it in the Ocp-Apim-Subscription-Key header or the subscription-key query parameter"),
-        ({"Ocp-Apim-Subscription-Key": "wrong-key-0123456789"}, 401, "invalid subscription key"),
+        ({}, 403, "missing subscription key: send it in the Ocp-Apim-Subscription-Key header or the subscription-key query parameter"),
+        ({"Ocp-Apim-Subscription-Key": "wrong-key-0123456789"}, 403,
+         "invalid subscription key in the Ocp-Apim-Subscription-Key header or query parameter"),
         ({"Ocp-Apim-Subscription-Key": CAROL}, 403, "subscription 'carol' is disabled"),
         ({"Ocp-Apim-Subscription-Key": BOB}, 403, "subscription 'bob' may not call server 'docs'"),
     ],
@@ -73,14 +74,22 @@ async def test_refused_keys(keyed, headers, status, message):
     assert recorder.requests == []
     for key in headers.values():
         assert key not in response.text
+    assert "www-authenticate" not in response.headers, "nothing to sign in to: no OAuth challenge"
+
+
+async def test_api_management_status_401_on_request(keyed):
+    url, _ = keyed({"failedValidationHttpCode": 401})
+    assert (await post(url)).status_code == 401
+    assert (await post(url, {"Ocp-Apim-Subscription-Key": "wrong-key-0123456789"})).status_code == 401
+    assert (await post(url, {"Ocp-Apim-Subscription-Key": CAROL})).status_code == 403
 
 
 async def test_custom_header_name_and_query_form_switched_off(keyed):
     url, recorder = keyed({"headerName": "X-Api-Key", "queryParameterName": None})
     assert (await post(url, {"X-Api-Key": ALICE_PRIMARY})).status_code == 200
     assert "x-api-key" not in recorder.requests[0].headers
-    assert (await post(url, query=f"?subscription-key={ALICE_PRIMARY}")).status_code == 401
-    assert (await post(url, {"Ocp-Apim-Subscription-Key": ALICE_PRIMARY})).status_code == 401
+    assert (await post(url, query=f"?subscription-key={ALICE_PRIMARY}")).status_code == 403
+    assert (await post(url, {"Ocp-Apim-Subscription-Key": ALICE_PRIMARY})).status_code == 403
 
 
 def _entra(entra) -> dict:
@@ -106,9 +115,9 @@ async def test_key_and_token_both_required(combined, entra):
     token = {"authorization": f"Bearer {entra.mint({'aud': AUDIENCE, 'azp': CLIENT_APP})}"}
     key = {"Ocp-Apim-Subscription-Key": ALICE_PRIMARY}
     assert (await post(url, {**token, **key})).status_code == 200
-    assert (await post(url, key)).status_code == 401
-    assert (await post(url, token)).status_code == 401
-    assert (await post(url, {**token, "Ocp-Apim-Subscription-Key": "wrong-key-0123456789"})).status_code == 401
+    assert (await post(url, key)).status_code == 401  # the token is missing: sign in
+    assert (await post(url, token)).status_code == 403  # the key is missing: signing in will not help
+    assert (await post(url, {**token, "Ocp-Apim-Subscription-Key": "wrong-key-0123456789"})).status_code == 403
     assert len(recorder.requests) == 1
     assert "authorization" not in recorder.requests[0].headers
 
@@ -120,7 +129,7 @@ async def test_key_or_token_either_suffices(combined, entra):
     assert (await post(url, token)).status_code == 200
     neither = await post(url)
     assert neither.status_code == 401 and neither.headers["www-authenticate"].startswith("Bearer resource_metadata=")
-    assert (await post(url, {"Ocp-Apim-Subscription-Key": "wrong-key-0123456789"})).status_code == 401
+    assert (await post(url, {"Ocp-Apim-Subscription-Key": "wrong-key-0123456789"})).status_code == 403
     bad_token = {"authorization": "Bearer not-a-token"}
     assert (await post(url, bad_token)).status_code == 401
     assert len(recorder.requests) == 2
@@ -162,7 +171,7 @@ async def test_a_key_held_in_key_vault_is_revoked_by_changing_the_secret(
         while (await post(url, old)).status_code == 200:
             await anyio.sleep(0.2)  # poll interval while the cached value ages out
     refused = await post(url, old)
-    assert refused.status_code == 401 and refused.json()["error"]["message"] == "invalid subscription key"
+    assert refused.status_code == 403 and refused.json()["error"]["message"].startswith("invalid subscription key")
     assert (await post(url, {"Ocp-Apim-Subscription-Key": "rotated-key-0123456789abcdef"})).status_code == 200
 
 
@@ -194,8 +203,8 @@ async def test_an_unreadable_key_vault_key_fails_only_its_own_subscription_and_n
         bob = await post(url, {"Ocp-Apim-Subscription-Key": BOB})
         wrong = await post(url, {"Ocp-Apim-Subscription-Key": "wrong-key-0123456789"})
     assert bob.status_code == 200, bob.text
-    assert refused.status_code == 401 and refused.json()["error"]["message"] == "invalid subscription key"
-    assert wrong.status_code == 401
+    assert refused.status_code == 403 and refused.json()["error"]["message"].startswith("invalid subscription key")
+    assert wrong.status_code == 403
     for response in (refused, bob, wrong):
         assert "alice-primary" not in response.text and key_vault.vault_url not in response.text
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]

@@ -85,6 +85,9 @@ class JwtAuth:
 class SubscriptionKeyAuth:
     header_name: str = "Ocp-Apim-Subscription-Key"
     query_parameter_name: str | None = "subscription-key"
+    failed_status: int = 403
+    """A missing or invalid key: 403, because MCP clients take any 401 as the start of an
+    OAuth sign-in and never show the message; 401 is API Management's status."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,7 @@ def build_inbound(raw: Mapping[str, Any] | None, prefix: str) -> InboundAuth | N
         subscription_key=SubscriptionKeyAuth(
             header_name=key.get("headerName", "Ocp-Apim-Subscription-Key"),
             query_parameter_name=key.get("queryParameterName", "subscription-key"),
+            failed_status=key.get("failedValidationHttpCode", 403),
         )
         if key is not None
         else None,

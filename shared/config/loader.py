@@ -172,6 +172,7 @@ def _build_gateway(raw: Mapping[str, Any]) -> GatewaySettings:
         max_body_bytes=int(raw.get("maxBodyBytes", GatewaySettings.max_body_bytes)),
         keep_alive_seconds=float(raw.get("keepAliveSeconds", GatewaySettings.keep_alive_seconds)),
         public_base_url=raw.get("publicBaseUrl"),
+        docs_url=raw.get("docsUrl", GatewaySettings.docs_url),
         trust_forwarded_headers=raw.get("trustForwardedHeaders", False),
         ca_bundle=raw.get("caBundle"),
         key_vault_url=raw.get("keyVaultUrl"),

@@ -73,6 +73,8 @@ class GatewaySettings:
     keep_alive_seconds: float = 20.0
     public_base_url: str | None = None
     """https://host as clients see it (for protected resource metadata); default: from the request."""
+    docs_url: str = "https://modelcontextprotocol.io"
+    """Where `GET /` points people for help."""
     trust_forwarded_headers: bool = False
     """X-Forwarded-Proto/Host name the public origin (only behind a proxy that always sets them)."""
     ca_bundle: str | None = None

@@ -100,10 +100,11 @@ class InboundAuthenticator:
             where = f"the {auth.subscription_key.header_name} header"
             if auth.subscription_key.query_parameter_name:
                 where += f" or the {auth.subscription_key.query_parameter_name} query parameter"
-            raise Unauthorized(f"missing subscription key: send it in {where}")
+            raise _key_failure(auth, f"missing subscription key: send it in {where}")
         subscription = await self.keys.identify(presented)
         if subscription is None:
-            raise Unauthorized("invalid subscription key")
+            raise _key_failure(auth, f"invalid subscription key in the {auth.subscription_key.header_name} header"
+                               + (" or query parameter" if auth.subscription_key.query_parameter_name else ""))
         if not subscription.enabled:
             raise Forbidden(f"subscription '{subscription.name}' is disabled")
         if not subscription.may_call(server.name):
@@ -161,6 +162,13 @@ class InboundAuthenticator:
         if scopes:
             document["scopes_supported"] = scopes
         return document
+
+
+def _key_failure(auth: InboundAuth, message: str) -> GatewayError:
+    """A missing or wrong key is not solved by signing in: by default a 403, which MCP
+    clients show as it is (a 401 sends them into OAuth discovery, hiding the message)."""
+    assert auth.subscription_key is not None
+    return Unauthorized(message) if auth.subscription_key.failed_status == 401 else Forbidden(message)
 
 
 def _credential_headers(auth: InboundAuth) -> list[str]:
