@@ -3,7 +3,7 @@
 Bytes go up as the client sends them and come down as the backend sends them
 (raw, never decoded or buffered). SSE streams get keep-alive comments at event
 boundaries while the backend is quiet, and a client that goes away drops the
-upstream connection at once.
+upstream connection at once, whether the backend has answered yet or not.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from urllib.parse import quote_from_bytes
 
 import httpx
 from starlette.responses import StreamingResponse
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from .config import ServerConfig
-from .deadline import Deadline
-from .errors import BackendTimeout, BackendUnavailable, GatewayError
+from .errors import BackendTimeout, BackendUnavailable, ClientClosedRequest, GatewayError
 from .headers import RawHeaders, downstream_headers
 from .httpclient import tls_context
 from .transport import Origin, PooledTransport, ResponseStream, UpstreamResponse, origin_of
@@ -85,6 +84,55 @@ class UpstreamTarget:
         return UpstreamTarget(self.origin, self.host, joined)
 
 
+class ClientWatch:
+    """Notices the client leaving, from the moment its request body has been read whole.
+
+    Not before: the body reader and the watch never read ASGI `receive` at the same
+    time. While the backend has not answered, leaving cancels the wait (the upstream
+    connection is dropped, so the backend sees its request abandoned); once it has
+    answered, leaving aborts the response stream. One task per request, for both.
+    """
+
+    __slots__ = ("_receive", "_watcher", "_task", "_cancelling", "_stream", "left")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._watcher: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._cancelling = 0
+        self._stream: ResponseStream | None = None
+        self.left = False
+
+    def start(self) -> None:
+        """Watch from now on (the request body has been read); called again, does nothing."""
+        if self._watcher is None:
+            task = self._task = asyncio.current_task()
+            assert task is not None
+            self._cancelling = task.cancelling()
+            self._watcher = task.get_loop().create_task(self._watch())
+
+    def follow(self, stream: ResponseStream) -> None:
+        """The backend has answered: from now on, leaving aborts this stream."""
+        self._stream = stream
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self.left = True
+        if self._stream is not None:
+            self._stream.abort()
+        elif self._task is not None:
+            self._task.cancel()
+
+    def caused(self, cancelled: asyncio.CancelledError) -> bool:
+        """Whether `cancelled` is this watch's doing (then it is taken back)."""
+        return self.left and self._task is not None and self._task.uncancel() <= self._cancelling
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
 async def open_upstream(
     upstream: UpstreamClient,
     server: ServerConfig,
@@ -93,28 +141,58 @@ async def open_upstream(
     target: UpstreamTarget,
     headers: list[tuple[bytes, bytes]],
     content: AsyncIterable[bytes] | None,
+    watch: ClientWatch,
 ) -> UpstreamResponse:
-    """Send the request and wait for the backend's response headers, within the server's timeouts."""
+    """Send the request and wait for the backend's response headers, within the server's timeouts.
+
+    `timeouts.connect` bounds the connect; `timeouts.read` the wait for the response
+    head from the moment the request has been sent whole. The client's upload is its
+    own reader's to bound: what that raises (408, 499, 413) passes through untouched.
+    """
     headers.insert(0, (b"host", target.host))
-    deadline = Deadline(server.timeouts.connect + server.timeouts.read)
+    timeouts = server.timeouts
     try:
-        return await upstream.transport.send(
-            target.origin, method, target.path, headers, content, connect_timeout=server.timeouts.connect
+        answer = await upstream.transport.send(
+            target.origin,
+            method,
+            target.path,
+            headers,
+            content,
+            connect_timeout=timeouts.connect,
+            read_timeout=timeouts.read,
+            on_sent=watch.start,
         )
-    except asyncio.CancelledError as cancelled:
-        if deadline.caused(cancelled):
-            raise BackendTimeout(
-                f"backend of server {server.name!r} did not answer within {server.timeouts.read:g} s"
-            ) from None
-        raise
-    except httpx.TimeoutException:
-        raise BackendTimeout(
-            f"backend of server {server.name!r} did not accept a connection within {server.timeouts.connect:g} s"
-        ) from None
-    except httpx.TransportError as exc:
-        raise BackendUnavailable(f"backend of server {server.name!r} is unreachable ({type(exc).__name__})") from None
-    finally:
-        deadline.cancel()
+    except BaseException as error:
+        watch.stop()
+        mapped = _gateway_error(error, server, watch)
+        if mapped is error:
+            raise
+        raise mapped from None
+    watch.follow(answer.stream)
+    return answer
+
+
+def _gateway_error(error: BaseException, server: ServerConfig, watch: ClientWatch) -> BaseException:
+    """What the client is told when the exchange failed; anything else passes as it is.
+
+    Each timeout names the limit that fired.
+    """
+    timeouts = server.timeouts
+    if isinstance(error, asyncio.CancelledError):
+        if watch.caused(error):
+            return ClientClosedRequest("client closed the request before the backend answered")
+        return error
+    if isinstance(error, httpx.ConnectTimeout):
+        return BackendTimeout(
+            f"backend of server {server.name!r} did not accept a connection within {timeouts.connect:g} s"
+        )
+    if isinstance(error, httpx.WriteTimeout):
+        return BackendTimeout(f"backend of server {server.name!r} took none of the request body for {timeouts.read:g} s")
+    if isinstance(error, httpx.TimeoutException):
+        return BackendTimeout(f"backend of server {server.name!r} did not answer within {timeouts.read:g} s")
+    if isinstance(error, httpx.TransportError):
+        return BackendUnavailable(f"backend of server {server.name!r} is unreachable ({type(error).__name__})")
+    return error
 
 
 class ProxyResponse(StreamingResponse):
@@ -131,11 +209,13 @@ class ProxyResponse(StreamingResponse):
         server: ServerConfig,
         *,
         keep_alive: float,
+        watch: ClientWatch | None = None,
         extra_headers: list[tuple[bytes, bytes]] | None = None,
         rewrite: Rewriter | None = None,
     ) -> None:
         self.stream: ResponseStream = upstream.stream
         self.server = server
+        self.watch = watch
         self.background = None
         self.status_code = upstream.status
         self.raw_headers, content_type = downstream_headers(upstream.headers)
@@ -149,37 +229,31 @@ class ProxyResponse(StreamingResponse):
             self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watcher = None
+        watch = self.watch or ClientWatch(receive)
+        # Usually watching since the request went up whole. A backend that answered
+        # before the body was all sent ended the upload, so nothing else reads
+        # `receive` now: watch from here.
+        watch.follow(self.stream)
+        watch.start()
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             if self.is_event_stream:
-                # By now the request body has gone up, so the only message left to
-                # receive is the disconnect: watch for it and drop the backend then.
-                watcher = asyncio.ensure_future(self._abort_on_disconnect(receive))
                 await self._relay_event_stream(send)
             else:
                 await self._relay_body(send)
         except OSError:
             logger.debug("client of server %r went away mid-response", self.server.name)
         except (httpx.TransportError, TimeoutError, GatewayError) as exc:
-            if watcher is not None and watcher.done():
-                logger.debug("client of server %r left an event stream", self.server.name)
+            if watch.left:
+                logger.debug("client of server %r left mid-response", self.server.name)
             else:
                 # Headers are gone already: the only honest move is to end the response.
                 logger.warning(
                     "backend of server %r broke off its response (%s)", self.server.name, type(exc).__name__
                 )
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            watch.stop()
             await self.stream.aclose()
-
-    async def _abort_on_disconnect(self, receive: Receive) -> None:
-        while True:
-            message: Message = await receive()
-            if message["type"] == "http.disconnect":
-                self.stream.abort()
-                return
 
     async def _relay_body(self, send: Send) -> None:
         read_timeout = self.server.timeouts.read
