@@ -74,38 +74,43 @@ class UpstreamResponse:
     stream: "ResponseStream"
 
 
-def _request_head(method: str, target: bytes, headers: Sequence[tuple[bytes, bytes]], has_body: bool) -> tuple[bytes, bool]:
-    """Request line and headers, and whether the body goes chunked (no Content-Length given).
+def _request_head(
+    method: str, target: bytes, headers: Sequence[tuple[bytes, bytes]], has_body: bool
+) -> tuple[bytes, int | None]:
+    """Request line and headers, and the body's length (None: it goes up chunked).
 
-    Without a body, framing headers are left out: a DELETE that arrived with a
+    The transport frames the body itself: by the Content-Length given, else chunked. A
+    Transfer-Encoding given is not passed on (two framings are how requests are
+    smuggled), and without a body no framing header is: a DELETE that arrived with a
     Content-Length would otherwise leave the backend waiting for bytes never sent.
     `Expect` is never sent: the body goes up at once, so a 100 Continue has nothing
     to announce.
     """
     parts = [method.encode(), b" ", target, b" HTTP/1.1\r\n"]
-    sized = chunked = False
+    length: int | None = None
     for name, value in headers:
         lower = name.lower()
         if lower == b"content-length":
             if not has_body:
                 continue
-            sized = True
-        elif lower == b"transfer-encoding":
-            if not has_body:
-                continue
-            chunked = value.lower() == b"chunked"
-        elif lower == b"expect":
+            if length is not None or not value.isdigit():
+                raise httpx.LocalProtocolError("a request needs exactly one valid Content-Length")
+            length = int(value)
+        elif lower == b"transfer-encoding" or lower == b"expect":
             continue
         parts += [name, b": ", value, b"\r\n"]
-    if has_body and not sized and not chunked:
+    if has_body and length is None:
         parts.append(b"transfer-encoding: chunked\r\n")
-        chunked = True
     parts.append(b"\r\n")
-    return b"".join(parts), chunked and has_body
+    return b"".join(parts), length
 
 
 class _StaleConnection(Exception):
     """A pooled connection turned out closed before the backend answered anything."""
+
+
+# What a pooled connection the backend had already closed looks like.
+_CONNECTION_GONE = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 
 
 class _Halt(Exception):
@@ -521,7 +526,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         counted: its own reader bounds it, and whatever it raises propagates as it is.
         `on_sent` is called once the request has gone out whole.
         """
-        head, chunked = _request_head(method, target, headers, body is not None)
+        head, length = _request_head(method, target, headers, body is not None)
         chunks = aiter(body) if body is not None else None
         first = await anext(chunks, b"") if chunks is not None else b""
         head_request = method == "HEAD"
@@ -529,12 +534,12 @@ class PooledTransport(httpx.AsyncBaseTransport):
         if conn is not None:
             conn.begin(head_request=head_request)
             try:
-                return await self._exchange(conn, origin, head, chunked, first, chunks, read_timeout, on_sent, reused=True)
+                return await self._exchange(conn, origin, head, length, first, chunks, read_timeout, on_sent, reused=True)
             except _StaleConnection:
                 pass
         conn = await self._connect(origin, connect_timeout)
         conn.begin(head_request=head_request)
-        return await self._exchange(conn, origin, head, chunked, first, chunks, read_timeout, on_sent, reused=False)
+        return await self._exchange(conn, origin, head, length, first, chunks, read_timeout, on_sent, reused=False)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The same exchange behind httpx's transport interface."""
@@ -567,7 +572,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         conn: _Connection,
         origin: Origin,
         head: bytes,
-        chunked: bool,
+        length: int | None,
         first: bytes,
         rest: AsyncIterator[bytes] | None,
         read_timeout: float | None,
@@ -576,9 +581,13 @@ class PooledTransport(httpx.AsyncBaseTransport):
         reused: bool,
     ) -> UpstreamResponse:
         taken_more = False
+        chunked = length is None and rest is not None
+        sent = len(first)
         try:
+            if length is not None and sent > length:
+                raise httpx.LocalProtocolError("request body longer than its Content-Length")
             if first:
-                head += b"%x\r\n%b\r\n" % (len(first), first) if chunked else first
+                head += b"%x\r\n%b\r\n" % (sent, first) if chunked else first
             await conn.write(head, read_timeout)
             if rest is not None:
                 # An answer that arrives while the body is going up ends the upload.
@@ -587,10 +596,17 @@ class PooledTransport(httpx.AsyncBaseTransport):
                     if chunk is None:
                         break
                     taken_more = True
-                    if chunk:
-                        await conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk, read_timeout)
-                if chunked and not conn.head_done:
-                    await conn.write(b"0\r\n\r\n", read_timeout)
+                    if not chunk:
+                        continue
+                    sent += len(chunk)
+                    if length is not None and sent > length:
+                        raise httpx.LocalProtocolError("request body longer than its Content-Length")
+                    await conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk, read_timeout)
+                if not conn.head_done:
+                    if chunked:
+                        await conn.write(b"0\r\n\r\n", read_timeout)
+                    elif length is not None and sent != length:
+                        raise httpx.LocalProtocolError("request body shorter than its Content-Length")
             if not conn.head_done:
                 conn.request_sent = True
                 if on_sent is not None:
@@ -608,8 +624,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
                 # since (the backend hanging up, the client stalling), the answer stands.
                 return UpstreamResponse(conn.status, conn.headers, ResponseStream(self, origin, conn))
             conn.close()
-            stale = reused and not conn.response_started and not taken_more
-            if stale and isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.TimeoutException):
+            if reused and not conn.response_started and not taken_more and isinstance(exc, _CONNECTION_GONE):
                 raise _StaleConnection from None
             raise
         except BaseException:

@@ -420,3 +420,45 @@ async def test_a_backend_that_does_not_answer_in_time_is_a_read_timeout_and_is_n
             await transport.send(server.origin, "GET", b"/mcp", [(b"host", b"b")], None, read_timeout=0.2)
         await transport.aclose()
     assert server.connections == 1
+
+
+async def test_a_body_longer_than_its_content_length_never_reaches_the_backend():
+    """Bytes past the declared length would be read by the backend as a request of their
+    own (a smuggled one); the framing the transport sends is always the one it keeps."""
+    heads: list[bytes] = []
+
+    async def serve(n, reader, writer):
+        while True:
+            try:
+                head, _ = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            heads.append(head)
+            writer.write(OK)
+            await writer.drain()
+
+    async def smuggling():
+        yield b"12345"
+        yield b"GET /smuggled HTTP/1.1\r\nHost: b\r\n\r\n"
+
+    async def short():
+        yield b"123"
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        sized = [(b"host", b"b"), (b"content-length", b"5")]
+        for body in (smuggling(), short()):
+            with pytest.raises(httpx.LocalProtocolError):
+                await asyncio.wait_for(transport.send(server.origin, "POST", b"/mcp", sized, body), 5)
+        both = sized + [(b"transfer-encoding", b"chunked")]
+        answer = await transport.send(server.origin, "POST", b"/mcp", both, _parts(b"12", b"345"))
+        assert answer.status == 200
+        await answer.stream.aclose()
+        await transport.aclose()
+    assert not any(head.startswith(b"GET /smuggled") for head in heads)
+    assert b"transfer-encoding" not in heads[-1].lower()  # one framing: the length given
+
+
+async def _parts(*parts: bytes):
+    for part in parts:
+        yield part
