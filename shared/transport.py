@@ -360,6 +360,8 @@ class _Connection(asyncio.Protocol):
         if self.closed or self.transport is None:
             raise self.error or httpx.WriteError("backend connection closed")
         self.transport.write(data)
+        if not self._write_paused or self.head_done:
+            return
         deadline = None if timeout is None else self.loop.time() + timeout
         while self._write_paused and not self.head_done:
             if self.closed:
