@@ -30,7 +30,7 @@ from .inbound import InboundAuthenticator
 from .inbound.metadata import PRM_PREFIX
 from .legacy_sse import MessageEndpoints
 from .outbound import BackendCredentials
-from .proxy import ClientWatch, ProxyResponse, UpstreamClient, UpstreamTarget, open_upstream
+from .proxy import ProxyResponse, UpstreamClient, UpstreamTarget, open_upstream
 from .secrets import SecretStore
 
 logger = logging.getLogger("shared.app")
@@ -240,7 +240,6 @@ class Gateway:
         if route.kind == "sse":
             # The endpoint event is rewritten, so it must arrive uncompressed.
             headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]
-        watch = ClientWatch(request.receive)
         upstream = await open_upstream(
             self.upstream,
             server,
@@ -248,17 +247,12 @@ class Gateway:
             target=target,
             headers=headers,
             content=body,
-            watch=watch,
+            receive=request.receive,
         )
         extra = self.cors.response_headers(request)
         rewrite = self.message_endpoints.rewriter(server) if route.kind == "sse" and 200 <= upstream.status < 300 else None
         return ProxyResponse(
-            upstream,
-            server,
-            keep_alive=self.config.gateway.keep_alive_seconds,
-            watch=watch,
-            extra_headers=extra,
-            rewrite=rewrite,
+            upstream, server, keep_alive=self.config.gateway.keep_alive_seconds, extra_headers=extra, rewrite=rewrite
         )
 
 

@@ -22,7 +22,7 @@ from .config import ServerConfig
 from .errors import BackendTimeout, BackendUnavailable, ClientClosedRequest, GatewayError
 from .headers import RawHeaders, downstream_headers
 from .httpclient import tls_context
-from .transport import Origin, PooledTransport, ResponseStream, UpstreamResponse, origin_of
+from .transport import Origin, PooledTransport, RequestAbandoned, ResponseStream, UpstreamResponse, origin_of
 
 logger = logging.getLogger("shared.proxy")
 
@@ -84,76 +84,6 @@ class UpstreamTarget:
         return UpstreamTarget(self.origin, self.host, joined)
 
 
-class ClientWatch:
-    """Notices the client leaving, from the moment its request body has been read whole.
-
-    Not before: the body reader and the watch never read ASGI `receive` at the same
-    time. While the backend has not answered, leaving cancels the wait (the upstream
-    connection is dropped, so the backend sees its request abandoned); once it has
-    answered, leaving aborts the response stream. At most one task per request, for both.
-
-    Watching costs a task (~40 us of CPU a request, bench/README.md), so while waiting
-    for an answer it begins only `GRACE` seconds after the request went up: answers
-    under load come sooner (the SDK backend at c=64: ~60 ms), and a client leaving is
-    still noticed within that time.
-    """
-
-    GRACE = 0.1
-
-    __slots__ = ("_receive", "_watcher", "_timer", "_task", "_cancelling", "_stream", "left")
-
-    def __init__(self, receive: Receive) -> None:
-        self._receive = receive
-        self._watcher: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[object] | None = None
-        self._cancelling = 0
-        self._stream: ResponseStream | None = None
-        self.left = False
-
-    def start_soon(self) -> None:
-        """The request has gone up whole: watch unless the answer comes within GRACE."""
-        if self._watcher is None and self._timer is None:
-            task = self._task = asyncio.current_task()
-            assert task is not None
-            self._cancelling = task.cancelling()
-            self._timer = task.get_loop().call_later(self.GRACE, self.start)
-
-    def start(self) -> None:
-        """Watch from now on; called again, does nothing."""
-        self._timer = None
-        if self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch())
-
-    def follow(self, stream: ResponseStream) -> None:
-        """The backend has answered: from now on, leaving aborts this stream. A watch
-        not begun yet is left to whoever relays the answer."""
-        self._stream = stream
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    async def _watch(self) -> None:
-        while (await self._receive())["type"] != "http.disconnect":
-            pass
-        self.left = True
-        if self._stream is not None:
-            self._stream.abort()
-        elif self._task is not None:
-            self._task.cancel()
-
-    def caused(self, cancelled: asyncio.CancelledError) -> bool:
-        """Whether `cancelled` is this watch's doing (then it is taken back)."""
-        return self.left and self._task is not None and self._task.uncancel() <= self._cancelling
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._watcher is not None:
-            self._watcher.cancel()
-
-
 async def open_upstream(
     upstream: UpstreamClient,
     server: ServerConfig,
@@ -162,47 +92,41 @@ async def open_upstream(
     target: UpstreamTarget,
     headers: list[tuple[bytes, bytes]],
     content: AsyncIterable[bytes] | None,
-    watch: ClientWatch,
+    receive: Receive,
 ) -> UpstreamResponse:
     """Send the request and wait for the backend's response headers, within the server's timeouts.
 
     `timeouts.connect` bounds the connect; `timeouts.read` the wait for the response
     head from the moment the request has been sent whole. The client's upload is its
     own reader's to bound: what that raises (408, 499, 413) passes through untouched.
+    While the head is awaited (the body has been read whole by then, so nothing else
+    reads `receive`), a client that leaves drops the upstream request at once (499).
     """
+
+    async def client_gone() -> bool:
+        return (await receive())["type"] == "http.disconnect"
+
     headers.insert(0, (b"host", target.host))
-    timeouts = server.timeouts
     try:
-        answer = await upstream.transport.send(
+        return await upstream.transport.send(
             target.origin,
             method,
             target.path,
             headers,
             content,
-            connect_timeout=timeouts.connect,
-            read_timeout=timeouts.read,
-            on_sent=watch.start_soon,
+            connect_timeout=server.timeouts.connect,
+            read_timeout=server.timeouts.read,
+            client_gone=client_gone,
         )
-    except BaseException as error:
-        watch.stop()
-        mapped = _gateway_error(error, server, watch)
-        if mapped is error:
-            raise
-        raise mapped from None
-    watch.follow(answer.stream)
-    return answer
+    except (httpx.TransportError, RequestAbandoned) as error:
+        raise _gateway_error(error, server) from None
 
 
-def _gateway_error(error: BaseException, server: ServerConfig, watch: ClientWatch) -> BaseException:
-    """What the client is told when the exchange failed; anything else passes as it is.
-
-    Each timeout names the limit that fired.
-    """
+def _gateway_error(error: Exception, server: ServerConfig) -> GatewayError:
+    """What the client is told when the exchange failed; each timeout names its limit."""
     timeouts = server.timeouts
-    if isinstance(error, asyncio.CancelledError):
-        if watch.caused(error):
-            return ClientClosedRequest("client closed the request before the backend answered")
-        return error
+    if isinstance(error, RequestAbandoned):
+        return ClientClosedRequest("client closed the request before the backend answered")
     if isinstance(error, httpx.ConnectTimeout):
         return BackendTimeout(
             f"backend of server {server.name!r} did not accept a connection within {timeouts.connect:g} s"
@@ -211,9 +135,7 @@ def _gateway_error(error: BaseException, server: ServerConfig, watch: ClientWatc
         return BackendTimeout(f"backend of server {server.name!r} took none of the request body for {timeouts.read:g} s")
     if isinstance(error, httpx.TimeoutException):
         return BackendTimeout(f"backend of server {server.name!r} did not answer within {timeouts.read:g} s")
-    if isinstance(error, httpx.TransportError):
-        return BackendUnavailable(f"backend of server {server.name!r} is unreachable ({type(error).__name__})")
-    return error
+    return BackendUnavailable(f"backend of server {server.name!r} is unreachable ({type(error).__name__})")
 
 
 class ProxyResponse(StreamingResponse):
@@ -230,13 +152,11 @@ class ProxyResponse(StreamingResponse):
         server: ServerConfig,
         *,
         keep_alive: float,
-        watch: ClientWatch | None = None,
         extra_headers: list[tuple[bytes, bytes]] | None = None,
         rewrite: Rewriter | None = None,
     ) -> None:
         self.stream: ResponseStream = upstream.stream
         self.server = server
-        self.watch = watch
         self.background = None
         self.status_code = upstream.status
         self.raw_headers, content_type = downstream_headers(upstream.headers)
@@ -250,32 +170,36 @@ class ProxyResponse(StreamingResponse):
             self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watch = self.watch or ClientWatch(receive)
-        watch.follow(self.stream)
-        if self.is_event_stream:
-            # A stream may run for hours: watch it from the start. (The request body has
-            # gone up, or the backend's early answer ended the upload: nothing else
-            # reads `receive` now.) A JSON answer is watched only if it was slow to come.
-            watch.start()
+        watcher = None
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             if self.is_event_stream:
+                # By now the request body has gone up (or the backend's early answer
+                # ended the upload), so the only message left to receive is the
+                # disconnect: watch for it and drop the backend then.
+                watcher = asyncio.ensure_future(self._abort_on_disconnect(receive))
                 await self._relay_event_stream(send)
             else:
                 await self._relay_body(send)
         except OSError:
             logger.debug("client of server %r went away mid-response", self.server.name)
         except (httpx.TransportError, TimeoutError, GatewayError) as exc:
-            if watch.left:
-                logger.debug("client of server %r left mid-response", self.server.name)
+            if watcher is not None and watcher.done():
+                logger.debug("client of server %r left an event stream", self.server.name)
             else:
                 # Headers are gone already: the only honest move is to end the response.
                 logger.warning(
                     "backend of server %r broke off its response (%s)", self.server.name, type(exc).__name__
                 )
         finally:
-            watch.stop()
+            if watcher is not None:
+                watcher.cancel()
             await self.stream.aclose()
+
+    async def _abort_on_disconnect(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.stream.abort()
 
     async def _relay_body(self, send: Send) -> None:
         read_timeout = self.server.timeouts.read

@@ -38,7 +38,7 @@ import collections
 import ssl
 import time
 from dataclasses import dataclass
-from typing import AsyncIterable, AsyncIterator, Callable, Sequence
+from typing import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 
 import httptools
 import httpx
@@ -105,6 +105,10 @@ def _request_head(
     return b"".join(parts), length
 
 
+class RequestAbandoned(Exception):
+    """The caller went away while the backend had not answered: the exchange was dropped."""
+
+
 class _StaleConnection(Exception):
     """A pooled connection turned out closed before the backend answered anything."""
 
@@ -137,6 +141,7 @@ class _Connection(asyncio.Protocol):
         self.error: Exception | None = None
         self.idle_since = 0.0
         self._waiter: asyncio.Future[bool] | None = None
+        self._interrupt: asyncio.Task[object] | None = None
         self._write_paused = False
         self._reset(head_request=False)
 
@@ -156,6 +161,7 @@ class _Connection(asyncio.Protocol):
         self.http11 = False
         self.until_close = False
         self.request_sent = False
+        self.timed_out = False
         self.response_started = False
         self.head_bytes = 0
         self.header_count = 0
@@ -342,6 +348,39 @@ class _Connection(asyncio.Protocol):
     def _wake(self, value: bool) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(value)
+        elif self._interrupt is not None:
+            task, self._interrupt = self._interrupt, None
+            task.cancel()
+
+    def _time_out(self) -> None:
+        self.timed_out = True
+        self._wake(False)
+
+    async def wait_while(self, elsewhere: Callable[[], Awaitable[bool]], timeout: float | None) -> bool:
+        """Await `elsewhere` (again each time it returns False) until something happens
+        here (False) or it returns True (True); `timeout` sets `timed_out`.
+
+        No task is made for this: what happens here cancels the awaiting task, which
+        takes the cancellation back. A cancellation from anyone else stays one.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        baseline = task.cancelling()
+        timer = self.loop.call_later(timeout, self._time_out) if timeout is not None else None
+        try:
+            while not (self.head_done or self.closed or self.timed_out):
+                self._interrupt = task
+                try:
+                    if await elsewhere():
+                        return True
+                except asyncio.CancelledError:
+                    if self._interrupt is not None or task.uncancel() > baseline:
+                        raise  # not (only) ours
+            return False
+        finally:
+            self._interrupt = None
+            if timer is not None:
+                timer.cancel()
 
     async def wait(self, timeout: float | None = None) -> bool:
         """Until something happens (True) or `timeout` passes (False). Safe to cancel."""
@@ -514,7 +553,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         *,
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
-        on_sent: Callable[[], None] | None = None,
+        client_gone: Callable[[], Awaitable[bool]] | None = None,
     ) -> UpstreamResponse:
         """One request, answered once the response head arrives; the body streams from `.stream`.
 
@@ -526,7 +565,10 @@ class PooledTransport(httpx.AsyncBaseTransport):
         whole (httpx.ReadTimeout), and each wait for a backend that takes no more of the
         body (httpx.WriteTimeout). The time the body takes to arrive from `body` is not
         counted: its own reader bounds it, and whatever it raises propagates as it is.
-        `on_sent` is called once the request has gone out whole.
+        `client_gone`, if given, is awaited (again each time it returns False) while the
+        head is awaited, once the request has gone out whole: when it returns True the
+        connection is dropped at once and RequestAbandoned raised. It is how the gateway
+        watches for its client leaving without a task of its own per request.
         """
         head, length = _request_head(method, target, headers, body is not None)
         chunks = aiter(body) if body is not None else None
@@ -536,12 +578,12 @@ class PooledTransport(httpx.AsyncBaseTransport):
         if conn is not None:
             conn.begin(head_request=head_request)
             try:
-                return await self._exchange(conn, origin, head, length, first, chunks, read_timeout, on_sent, reused=True)
+                return await self._exchange(conn, origin, head, length, first, chunks, read_timeout, client_gone, reused=True)
             except _StaleConnection:
                 pass
         conn = await self._connect(origin, connect_timeout)
         conn.begin(head_request=head_request)
-        return await self._exchange(conn, origin, head, length, first, chunks, read_timeout, on_sent, reused=False)
+        return await self._exchange(conn, origin, head, length, first, chunks, read_timeout, client_gone, reused=False)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The same exchange behind httpx's transport interface."""
@@ -578,7 +620,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         first: bytes,
         rest: AsyncIterator[bytes] | None,
         read_timeout: float | None,
-        on_sent: Callable[[], None] | None,
+        client_gone: Callable[[], Awaitable[bool]] | None,
         *,
         reused: bool,
     ) -> UpstreamResponse:
@@ -611,15 +653,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
                         raise httpx.LocalProtocolError("request body shorter than its Content-Length")
             if not conn.head_done:
                 conn.request_sent = True
-                if on_sent is not None:
-                    on_sent()
-                deadline = None if read_timeout is None else conn.loop.time() + read_timeout
-                while not conn.head_done:
-                    if conn.error is not None:
-                        raise conn.error
-                    remaining = None if deadline is None else deadline - conn.loop.time()
-                    if (remaining is not None and remaining <= 0) or not await conn.wait(remaining):
-                        raise httpx.ReadTimeout(f"no response head within {read_timeout:g} s")
+                await self._await_head(conn, read_timeout, client_gone)
         except Exception as exc:
             if conn.head_done:
                 # The backend answered while the body went up; whatever broke the upload
@@ -633,6 +667,26 @@ class PooledTransport(httpx.AsyncBaseTransport):
             conn.close()
             raise
         return UpstreamResponse(conn.status, conn.headers, ResponseStream(self, origin, conn))
+
+    @staticmethod
+    async def _await_head(
+        conn: _Connection, timeout: float | None, client_gone: Callable[[], Awaitable[bool]] | None
+    ) -> None:
+        if client_gone is not None:
+            if await conn.wait_while(client_gone, timeout):
+                raise RequestAbandoned("the caller went away before the backend answered")
+        else:
+            deadline = None if timeout is None else conn.loop.time() + timeout
+            while not (conn.head_done or conn.closed):
+                remaining = None if deadline is None else deadline - conn.loop.time()
+                if remaining is not None and remaining <= 0 or not await conn.wait(remaining):
+                    conn.timed_out = True
+                    break
+        if conn.head_done:
+            return
+        if conn.timed_out:
+            raise httpx.ReadTimeout(f"no response head within {timeout:g} s")
+        raise conn.error or httpx.ReadError("backend connection closed")
 
     async def aclose(self) -> None:
         for idle in self._idle.values():
