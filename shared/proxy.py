@@ -3,7 +3,7 @@
 Bytes go up as the client sends them and come down as the backend sends them
 (raw, never decoded or buffered). SSE streams get keep-alive comments at event
 boundaries while the backend is quiet, and a client that goes away drops the
-upstream connection at once, whether the backend has answered yet or not.
+upstream connection at once, while its answer is awaited or an event stream relayed.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from urllib.parse import quote_from_bytes
 
 import httpx
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from .config import ServerConfig
 from .errors import BackendTimeout, BackendUnavailable, ClientClosedRequest, GatewayError
@@ -197,9 +197,11 @@ class ProxyResponse(StreamingResponse):
             await self.stream.aclose()
 
     async def _abort_on_disconnect(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        self.stream.abort()
+        while True:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                self.stream.abort()
+                return
 
     async def _relay_body(self, send: Send) -> None:
         read_timeout = self.server.timeouts.read

@@ -371,11 +371,15 @@ class _Connection(asyncio.Protocol):
             while not (self.head_done or self.closed or self.timed_out):
                 self._interrupt = task
                 try:
-                    if await elsewhere():
-                        return True
+                    gone = await elsewhere()
                 except asyncio.CancelledError:
                     if self._interrupt is not None or task.uncancel() > baseline:
                         raise  # not (only) ours
+                    continue
+                if self._interrupt is None:
+                    task.uncancel()  # `elsewhere` swallowed the interruption
+                if gone:
+                    return True
             return False
         finally:
             self._interrupt = None

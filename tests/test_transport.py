@@ -8,7 +8,7 @@ import hashlib
 import httpx
 import pytest
 
-from shared.transport import PooledTransport
+from shared.transport import PooledTransport, RequestAbandoned
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 
@@ -462,3 +462,71 @@ async def test_a_body_longer_than_its_content_length_never_reaches_the_backend()
 async def _parts(*parts: bytes):
     for part in parts:
         yield part
+
+
+async def test_waiting_on_the_caller_is_interrupted_by_the_answer_and_leaves_no_cancellation_behind():
+    """The head wait awaits `client_gone` in the caller's own task; the answer interrupts
+    it, and the task is not left cancelled. A cancellation from elsewhere stays one."""
+    release = asyncio.Event()
+
+    async def serve(n, reader, writer):
+        while True:
+            await read_request(reader)
+            await release.wait()
+            writer.write(OK)
+            await writer.drain()
+
+    never = asyncio.Event()
+    calls: list[int] = []
+
+    async def client_gone() -> bool:
+        calls.append(1)
+        await never.wait()
+        return True
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        host = [(b"host", b"b")]
+        sending = asyncio.ensure_future(transport.send(server.origin, "GET", b"/", host, None, client_gone=client_gone))
+        await _until(lambda: calls)  # the head wait is awaiting client_gone
+        release.set()
+        answer = await sending
+        assert answer.status == 200 and asyncio.current_task().cancelling() == 0
+        await answer.stream.read()
+        await answer.stream.aclose()
+
+        release.clear()
+        calls.clear()
+        sending = asyncio.ensure_future(transport.send(server.origin, "GET", b"/", host, None, client_gone=client_gone))
+        await _until(lambda: calls)
+        sending.cancel()  # e.g. the server shutting down
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        await transport.aclose()
+
+
+async def test_a_caller_gone_while_waiting_drops_the_connection():
+    dropped = asyncio.Event()
+
+    async def serve(n, reader, writer):
+        await read_request(reader)
+        if not await reader.read(1):  # the client hung up
+            dropped.set()
+
+    async def gone_at_once() -> bool:
+        return True
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        with pytest.raises(RequestAbandoned):
+            await transport.send(server.origin, "GET", b"/", [(b"host", b"b")], None, client_gone=gone_at_once)
+        await asyncio.wait_for(dropped.wait(), 5)
+        await transport.aclose()
+
+
+async def _until(condition, timeout: float = 5) -> None:
+    """Yield to the loop until `condition()` holds, failing after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0)
