@@ -323,6 +323,7 @@ class Gateway:
             target=target,
             headers=headers,
             content=body,
+            receive=request.receive,
         )
         extra = self.cors.response_headers(request)
         rewrite = self.message_endpoints.rewriter(server) if route.kind == "sse" and 200 <= upstream.status < 300 else None

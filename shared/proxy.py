@@ -3,7 +3,7 @@
 Bytes go up as the client sends them and come down as the backend sends them
 (raw, never decoded or buffered). SSE streams get keep-alive comments at event
 boundaries while the backend is quiet, and a client that goes away drops the
-upstream connection at once.
+upstream connection at once, while its answer is awaited or an event stream relayed.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from .config import ServerConfig
-from .deadline import Deadline
-from .errors import BackendTimeout, BackendUnavailable, GatewayError
+from .errors import BackendTimeout, BackendUnavailable, ClientClosedRequest, GatewayError
 from .headers import RawHeaders, downstream_headers
 from .httpclient import tls_context
-from .transport import Origin, PooledTransport, ResponseStream, UpstreamResponse, origin_of
+from .transport import Origin, PooledTransport, RequestAbandoned, ResponseStream, UpstreamResponse, origin_of
 
 logger = logging.getLogger("shared.proxy")
 
@@ -93,28 +92,50 @@ async def open_upstream(
     target: UpstreamTarget,
     headers: list[tuple[bytes, bytes]],
     content: AsyncIterable[bytes] | None,
+    receive: Receive,
 ) -> UpstreamResponse:
-    """Send the request and wait for the backend's response headers, within the server's timeouts."""
+    """Send the request and wait for the backend's response headers, within the server's timeouts.
+
+    `timeouts.connect` bounds the connect; `timeouts.read` the wait for the response
+    head from the moment the request has been sent whole. The client's upload is its
+    own reader's to bound: what that raises (408, 499, 413) passes through untouched.
+    While the head is awaited (the body has been read whole by then, so nothing else
+    reads `receive`), a client that leaves drops the upstream request at once (499).
+    """
+
+    async def client_gone() -> bool:
+        return (await receive())["type"] == "http.disconnect"
+
     headers.insert(0, (b"host", target.host))
-    deadline = Deadline(server.timeouts.connect + server.timeouts.read)
     try:
         return await upstream.transport.send(
-            target.origin, method, target.path, headers, content, connect_timeout=server.timeouts.connect
+            target.origin,
+            method,
+            target.path,
+            headers,
+            content,
+            connect_timeout=server.timeouts.connect,
+            read_timeout=server.timeouts.read,
+            client_gone=client_gone,
         )
-    except asyncio.CancelledError as cancelled:
-        if deadline.caused(cancelled):
-            raise BackendTimeout(
-                f"backend of server {server.name!r} did not answer within {server.timeouts.read:g} s"
-            ) from None
-        raise
-    except httpx.TimeoutException:
-        raise BackendTimeout(
-            f"backend of server {server.name!r} did not accept a connection within {server.timeouts.connect:g} s"
-        ) from None
-    except httpx.TransportError as exc:
-        raise BackendUnavailable(f"backend of server {server.name!r} is unreachable ({type(exc).__name__})") from None
-    finally:
-        deadline.cancel()
+    except (httpx.TransportError, RequestAbandoned) as error:
+        raise _gateway_error(error, server) from None
+
+
+def _gateway_error(error: Exception, server: ServerConfig) -> GatewayError:
+    """What the client is told when the exchange failed; each timeout names its limit."""
+    timeouts = server.timeouts
+    if isinstance(error, RequestAbandoned):
+        return ClientClosedRequest("client closed the request before the backend answered")
+    if isinstance(error, httpx.ConnectTimeout):
+        return BackendTimeout(
+            f"backend of server {server.name!r} did not accept a connection within {timeouts.connect:g} s"
+        )
+    if isinstance(error, httpx.WriteTimeout):
+        return BackendTimeout(f"backend of server {server.name!r} took none of the request body for {timeouts.read:g} s")
+    if isinstance(error, httpx.TimeoutException):
+        return BackendTimeout(f"backend of server {server.name!r} did not answer within {timeouts.read:g} s")
+    return BackendUnavailable(f"backend of server {server.name!r} is unreachable ({type(error).__name__})")
 
 
 class ProxyResponse(StreamingResponse):
@@ -153,8 +174,9 @@ class ProxyResponse(StreamingResponse):
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             if self.is_event_stream:
-                # By now the request body has gone up, so the only message left to
-                # receive is the disconnect: watch for it and drop the backend then.
+                # By now the request body has gone up (or the backend's early answer
+                # ended the upload), so the only message left to receive is the
+                # disconnect: watch for it and drop the backend then.
                 watcher = asyncio.ensure_future(self._abort_on_disconnect(receive))
                 await self._relay_event_stream(send)
             else:

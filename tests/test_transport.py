@@ -8,7 +8,7 @@ import hashlib
 import httpx
 import pytest
 
-from shared.transport import PooledTransport
+from shared.transport import PooledTransport, RequestAbandoned
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 
@@ -20,13 +20,19 @@ class RawServer:
         self.handler = handler
         self.connections = 0
         self.server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task] = set()
 
     async def __aenter__(self) -> "RawServer":
         async def on_connect(reader, writer):
             self.connections += 1
+            task = asyncio.current_task()
+            self._handlers.add(task)
             try:
                 await self.handler(self.connections, reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+                pass  # the client went away, or the test is over
             finally:
+                self._handlers.discard(task)
                 writer.close()
 
         self.server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
@@ -34,6 +40,9 @@ class RawServer:
 
     async def __aexit__(self, *exc) -> None:
         self.server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
         await self.server.wait_closed()
 
     @property
@@ -308,3 +317,216 @@ async def test_a_reader_that_fell_behind_gets_what_arrived_in_one_read_and_the_e
 
     sent = await relay_arrived_answer(answer, receive)
     assert sent[1:] == [{"type": "http.response.body", "body": b"".join(events), "more_body": False}]
+
+
+class CloseDelimitingShim:
+    """A raw HTTP front for a real backend that frames every answer by closing the
+    connection (no Content-Length, no chunks), as HTTP/1.0 servers and some proxies do."""
+
+    def __init__(self, backend_url: str, version: bytes) -> None:
+        self.backend_url = backend_url
+        self.version = version
+
+    async def __call__(self, n, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head, body = await read_request(reader)
+        request_line, *lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = request_line.split(" ")
+        headers = [tuple(line.split(": ", 1)) for line in lines if line]
+        keep = [(k, v) for k, v in headers if k.lower() not in ("host", "content-length", "transfer-encoding", "connection")]
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.request(method, self.backend_url + target, headers=keep, content=body)
+        out = [b"%b %d %b\r\n" % (self.version, answer.status_code, answer.reason_phrase.encode())]
+        for name, value in answer.headers.raw:
+            if name.lower() not in (b"content-length", b"transfer-encoding", b"connection"):
+                out.append(b"%b: %b\r\n" % (name, value))
+        out.append(b"Connection: close\r\n\r\n")
+        writer.write(b"".join(out) + answer.content)
+        await writer.drain()
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.0", b"HTTP/1.1"])
+async def test_the_mcp_sdk_client_works_through_the_gateway_against_close_delimited_answers(
+    start_server, start_gateway, version
+):
+    from mcp import Client
+
+    from backends.mcp_servers import build_app
+    from helpers import anonymous, gateway_config
+
+    backend = start_server(build_app("json"))
+    async with RawServer(CloseDelimitingShim(backend.base_url, version)) as shim:
+        base = start_gateway(gateway_config({"old": anonymous(shim.url)}))
+        for url in (shim.url, f"{base}/mcp/old"):  # direct first: the shim is a valid server
+            async with Client(url) as client:
+                result = await client.call_tool("add", {"a": 20, "b": 22})
+            assert result.structured_content == {"result": 42}, url
+    assert shim.connections > 2
+
+
+async def test_an_upload_error_propagates_as_it_is_and_the_connection_is_not_reused():
+    """The client's upload is bounded by its own reader: what that raises (a 408 or a 499
+    in the gateway) is the caller's error, not a backend failure, and the half-sent
+    request's connection is never used again."""
+    from shared.errors import RequestTimeout
+
+    async def stalls_then_gives_up():
+        yield b'{"jsonrpc":'
+        raise RequestTimeout("client sent no body bytes for 30 s")
+
+    async def serve(n, reader, writer):
+        await answer_ok_until_closed(reader, writer)
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        origin, host = server.origin, [(b"host", b"b")]
+        answer = await transport.send(origin, "POST", b"/mcp", host, None)
+        assert await answer.stream.read() == b"ok"
+        await answer.stream.aclose()
+        with pytest.raises(RequestTimeout):
+            await transport.send(origin, "POST", b"/mcp", host, stalls_then_gives_up())
+        answer = await transport.send(origin, "GET", b"/mcp", host, None)
+        assert await answer.stream.read() == b"ok"
+        await answer.stream.aclose()
+        await transport.aclose()
+    assert server.connections == 2
+
+
+async def test_the_read_timeout_counts_from_the_end_of_the_upload():
+    """A body that takes longer than the read timeout to arrive is not the backend's delay."""
+    async def serve(n, reader, writer):
+        await answer_ok_until_closed(reader, writer)
+
+    async def slow_body():
+        for part in (b"[1,", b"2,", b"3]"):
+            await asyncio.sleep(0.2)  # the client's pace, under test: slower than the read timeout in all
+            yield part
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        answer = await transport.send(server.origin, "POST", b"/mcp", [(b"host", b"b")], slow_body(), read_timeout=0.3)
+        assert answer.status == 200
+        await answer.stream.aclose()
+        await transport.aclose()
+
+
+async def test_a_backend_that_does_not_answer_in_time_is_a_read_timeout_and_is_not_retried():
+    async def serve(n, reader, writer):
+        await read_request(reader)
+        await asyncio.Event().wait()
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        with pytest.raises(httpx.ReadTimeout):
+            await transport.send(server.origin, "GET", b"/mcp", [(b"host", b"b")], None, read_timeout=0.2)
+        await transport.aclose()
+    assert server.connections == 1
+
+
+async def test_a_body_longer_than_its_content_length_never_reaches_the_backend():
+    """Bytes past the declared length would be read by the backend as a request of their
+    own (a smuggled one); the framing the transport sends is always the one it keeps."""
+    heads: list[bytes] = []
+
+    async def serve(n, reader, writer):
+        while True:
+            try:
+                head, _ = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            heads.append(head)
+            writer.write(OK)
+            await writer.drain()
+
+    async def smuggling():
+        yield b"12345"
+        yield b"GET /smuggled HTTP/1.1\r\nHost: b\r\n\r\n"
+
+    async def short():
+        yield b"123"
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        sized = [(b"host", b"b"), (b"content-length", b"5")]
+        for body in (smuggling(), short()):
+            with pytest.raises(httpx.LocalProtocolError):
+                await asyncio.wait_for(transport.send(server.origin, "POST", b"/mcp", sized, body), 5)
+        both = sized + [(b"transfer-encoding", b"chunked")]
+        answer = await transport.send(server.origin, "POST", b"/mcp", both, _parts(b"12", b"345"))
+        assert answer.status == 200
+        await answer.stream.aclose()
+        await transport.aclose()
+    assert not any(head.startswith(b"GET /smuggled") for head in heads)
+    assert b"transfer-encoding" not in heads[-1].lower()  # one framing: the length given
+
+
+async def _parts(*parts: bytes):
+    for part in parts:
+        yield part
+
+
+async def test_waiting_on_the_caller_is_interrupted_by_the_answer_and_leaves_no_cancellation_behind():
+    """The head wait awaits `client_gone` in the caller's own task; the answer interrupts
+    it, and the task is not left cancelled. A cancellation from elsewhere stays one."""
+    release = asyncio.Event()
+
+    async def serve(n, reader, writer):
+        while True:
+            await read_request(reader)
+            await release.wait()
+            writer.write(OK)
+            await writer.drain()
+
+    never = asyncio.Event()
+    calls: list[int] = []
+
+    async def client_gone() -> bool:
+        calls.append(1)
+        await never.wait()
+        return True
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        host = [(b"host", b"b")]
+        sending = asyncio.ensure_future(transport.send(server.origin, "GET", b"/", host, None, client_gone=client_gone))
+        await _until(lambda: calls)  # the head wait is awaiting client_gone
+        release.set()
+        answer = await sending
+        assert answer.status == 200 and asyncio.current_task().cancelling() == 0
+        await answer.stream.read()
+        await answer.stream.aclose()
+
+        release.clear()
+        calls.clear()
+        sending = asyncio.ensure_future(transport.send(server.origin, "GET", b"/", host, None, client_gone=client_gone))
+        await _until(lambda: calls)
+        sending.cancel()  # e.g. the server shutting down
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        await transport.aclose()
+
+
+async def test_a_caller_gone_while_waiting_drops_the_connection():
+    dropped = asyncio.Event()
+
+    async def serve(n, reader, writer):
+        await read_request(reader)
+        if not await reader.read(1):  # the client hung up
+            dropped.set()
+
+    async def gone_at_once() -> bool:
+        return True
+
+    async with RawServer(serve) as server:
+        transport = PooledTransport()
+        with pytest.raises(RequestAbandoned):
+            await transport.send(server.origin, "GET", b"/", [(b"host", b"b")], None, client_gone=gone_at_once)
+        await asyncio.wait_for(dropped.wait(), 5)
+        await transport.aclose()
+
+
+async def _until(condition, timeout: float = 5) -> None:
+    """Yield to the loop until `condition()` holds, failing after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0)
