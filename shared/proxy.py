@@ -104,7 +104,10 @@ async def open_upstream(
     """
 
     async def client_gone() -> bool:
-        return (await receive())["type"] == "http.disconnect"
+        if (await receive())["type"] == "http.disconnect":
+            return True
+        await _never_again()
+        return False
 
     headers.insert(0, (b"host", target.host))
     try:
@@ -120,6 +123,13 @@ async def open_upstream(
         )
     except (httpx.TransportError, RequestAbandoned) as error:
         raise _gateway_error(error, server) from None
+
+
+async def _never_again() -> None:
+    """After a whole body only a disconnect may arrive (ASGI); a front door that answers
+    `receive` with anything else cannot report one, so stop asking (a loop here would
+    spin without ever yielding): the backend and the timeouts end the wait instead."""
+    await asyncio.get_running_loop().create_future()
 
 
 def _gateway_error(error: Exception, server: ServerConfig) -> GatewayError:
@@ -197,11 +207,9 @@ class ProxyResponse(StreamingResponse):
             await self.stream.aclose()
 
     async def _abort_on_disconnect(self, receive: Receive) -> None:
-        while True:
-            message: Message = await receive()
-            if message["type"] == "http.disconnect":
-                self.stream.abort()
-                return
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            self.stream.abort()
 
     async def _relay_body(self, send: Send) -> None:
         read_timeout = self.server.timeouts.read
