@@ -11,7 +11,7 @@ import time
 
 import httpx
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -46,10 +46,13 @@ from .proxy import ProxyResponse, UpstreamClient, UpstreamTarget, open_upstream
 from .secrets import SecretStore
 from .signing import Signer
 
+if TYPE_CHECKING:
+    from .openapi.server import OpenApiServers
+
 logger = logging.getLogger("shared.app")
 access_log = logging.getLogger("shared.access")
 
-RouteKind = Literal["home", "health", "metadata", "mcp", "sse", "message"]
+RouteKind = Literal["home", "health", "metadata", "mcp", "sse", "message", "openapi"]
 
 _METHODS: Mapping[RouteKind, frozenset[str]] = {
     "home": frozenset({"GET"}),
@@ -58,6 +61,8 @@ _METHODS: Mapping[RouteKind, frozenset[str]] = {
     "mcp": frozenset({"GET", "POST", "DELETE"}),
     "sse": frozenset({"GET"}),
     "message": frozenset({"POST"}),
+    # The gateway's own stateless MCP server: no GET stream, no session to DELETE.
+    "openapi": frozenset({"POST"}),
 }
 _CREDENTIAL_QUERY_PARAMS = frozenset({"subscription-key"})
 
@@ -78,10 +83,12 @@ class Gateway:
         self.head_limits = HeadLimits.from_settings(config.gateway)
         self.uploads = UploadWatch(BodyLimits.from_settings(config.gateway))
         self._identity_http: httpx.AsyncClient | None = None
+        self._rest_http: httpx.AsyncClient | None = None
         self.startup_error: Exception | None = None
         self.secrets = SecretStore(config.gateway, environ=environ)
         self.inbound = InboundAuthenticator(config, secrets=self.secrets, http=self._identity_client)
         self.outbound = BackendCredentials(config, secrets=self.secrets, environ=environ)
+        self.openapi = self._openapi_servers()
         # Per-server facts the hot path needs, worked out once.
         self._routes = self._known_routes()
         self._targets = {name: UpstreamTarget.parse(server.url) for name, server in config.servers.items()}
@@ -115,12 +122,42 @@ class Gateway:
         """Every valid path, resolved once: the hot path is one dict lookup."""
         routes = {"/": Route("home"), "/healthz": Route("health")}
         for name, server in self.config.servers.items():
-            if server.transport == "sse":
+            if server.openapi is not None:
+                routes[f"/mcp/{name}"] = Route("openapi", server)
+            elif server.transport == "sse":
                 routes[f"/mcp/{name}/sse"] = Route("sse", server)
                 routes[f"/mcp/{name}/message"] = Route("message", server)
             else:
                 routes[f"/mcp/{name}"] = Route("mcp", server)
         return routes
+
+    def _openapi_servers(self) -> "OpenApiServers | None":
+        """The gateway's own MCP servers for REST APIs; their code is loaded only when configured."""
+        servers = [server for server in self.config.servers.values() if server.openapi is not None]
+        if not servers:
+            return None
+        from .openapi.server import OpenApiServers
+
+        return OpenApiServers(
+            servers,
+            http=self._rest_client,
+            document_http=self._identity_client,
+            credentials=self.outbound.headers_for,
+            owned_headers=lambda server: frozenset(
+                name.decode() for name in self.outbound.credential_headers(server)
+            ),
+        )
+
+    def _rest_client(self) -> httpx.AsyncClient:
+        """REST APIs are called through the same upstream transport (pool) as MCP backends."""
+        if self._rest_http is None:
+            self._rest_http = httpx.AsyncClient(
+                transport=self.upstream.transport,
+                trust_env=False,
+                follow_redirects=False,
+                headers={"user-agent": f"mcp-gateway/{__version__}", "accept-encoding": "identity"},
+            )
+        return self._rest_http
 
     def _identity_client(self) -> httpx.AsyncClient:
         """HTTPS to identity providers, created in the running loop on first use."""
@@ -161,6 +198,8 @@ class Gateway:
         try:
             await self.secrets.check(self.inbound.keys.secret_refs())
             await self.outbound.startup_check()
+            if self.openapi is not None:
+                await self.openapi.start()
         except Exception as error:
             self.startup_error = error
             logger.error("start-up check failed: %s", error)
@@ -172,6 +211,11 @@ class Gateway:
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def aclose(self) -> None:
+        if self.openapi is not None:
+            await self.openapi.aclose()
+        if self._rest_http is not None:
+            await self._rest_http.aclose()
+            self._rest_http = None
         await self.upstream.aclose()
         await self.outbound.aclose()
         await self.secrets.aclose()
@@ -206,7 +250,10 @@ class Gateway:
                 body.refuse_declared_oversize()
             refuse_repeated_params(request.scope, self._credential_query[route.server.name])
             caller = await self.inbound.authenticate(route.server, request)
-            response = await self._forward(request, route, body, caller)
+            if route.kind == "openapi":
+                response = await self._serve_openapi(request, route.server, body, caller)
+            else:
+                response = await self._forward(request, route, body, caller)
         except GatewayError as error:
             response = await self._error_response(error, body)
             self.cors.decorate(request, response.raw_headers)
@@ -232,6 +279,8 @@ class Gateway:
         server = self.config.servers.get(parts[1])
         if server is None:
             raise UnknownServer(f"no MCP server named {parts[1]!r}")
+        if server.openapi is not None:
+            raise UnknownServer(f"no route for {path}: use /mcp/{server.name}")
         kind: RouteKind = "mcp" if len(parts) == 2 else parts[2]  # type: ignore[assignment]
         if kind not in ("mcp", "sse", "message"):
             raise UnknownServer(f"no route for {path}")
@@ -292,6 +341,16 @@ class Gateway:
         response = error_response(error, body.jsonrpc_id())
         if not body.complete:
             response.raw_headers.append((b"connection", b"close"))
+        return response
+
+    async def _serve_openapi(
+        self, request: Request, server: ServerConfig, body: RequestBody | None, caller: Caller
+    ) -> Response:
+        """A REST API's MCP server answers in-process; the body is read whole (within the limits) first."""
+        assert self.openapi is not None and body is not None
+        payload = b"".join([chunk async for chunk in body])
+        response = await self.openapi.handle(server, request.scope, payload, request.receive, caller)
+        response.raw_headers += self.cors.response_headers(request)
         return response
 
     async def _forward(self, request: Request, route: Route, body: RequestBody | None, caller: Caller) -> ProxyResponse:

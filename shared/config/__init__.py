@@ -15,6 +15,7 @@ from .loader import (
     warn_about_risks,
 )
 from .model import HOP_BY_HOP, CorsPolicy, GatewayConfig, GatewaySettings, SecretRef, ServerConfig, Timeouts
+from .openapi import OpenApiConfig, OperationSelection
 from .outbound import OutboundConfig
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "GatewayConfig",
     "GatewaySettings",
     "InboundAuth",
+    "OpenApiConfig",
+    "OperationSelection",
     "OutboundConfig",
     "SecretRef",
     "ServerConfig",

@@ -19,6 +19,7 @@ from ..authority import HostPattern, MalformedAuthority, parse_origin
 from ..errors import ConfigError
 from ..settings import env
 from .inbound import build_inbound, build_subscriptions
+from .openapi import build_openapi
 from .model import HOP_BY_HOP, CorsPolicy, GatewayConfig, GatewaySettings, ServerConfig, Timeouts
 from .outbound import build_outbound, check_outbound_against_auth
 
@@ -67,6 +68,15 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
         names = ", ".join(repr(name) for name in re.findall(r"'([^']+)'", error.message.split("(")[-1]))
         return (where, f"unknown field {names}")
     if error.validator == "oneOf":
+        kinds = [branch.get("required", []) for branch in error.validator_value]
+        if all(len(branch) == 1 and len(required) == 1 for branch, required in zip(error.validator_value, kinds)):
+            # the forms are told apart by one field each (a server's url or openapi)
+            names = [required[0] for required in kinds]
+            given = [n for n in names if isinstance(error.instance, dict) and n in error.instance]
+            if not given:
+                others = " or ".join(repr(n) for n in names[1:])
+                return (f"{where}.{names[0]}", f"is required (or {others})")
+            return (where, f"give only one of {', '.join(repr(n) for n in given)}")
         return (where, "matches none of its documented forms (see the schema's description)")
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
@@ -96,7 +106,13 @@ def _check_url(field_name: str, value: str) -> None:
 
 def _check_server(name: str, raw: Mapping[str, Any]) -> None:
     prefix = f"servers.{name}"
-    _check_url(f"{prefix}.url", raw["url"])
+    if "openapi" in raw:
+        _check_url(f"{prefix}.openapi.baseUrl", raw["openapi"]["baseUrl"])
+        for proxy_only in ("transport", "messageUrl"):
+            if proxy_only in raw:
+                raise ConfigError(f"{prefix}.{proxy_only}", "only applies to MCP servers (url), not to openapi")
+    else:
+        _check_url(f"{prefix}.url", raw["url"])
     if "messageUrl" in raw:
         if raw.get("transport") != "sse":
             raise ConfigError(f"{prefix}.messageUrl", "only applies to transport 'sse'")
@@ -114,11 +130,12 @@ def _check_server(name: str, raw: Mapping[str, Any]) -> None:
     check_outbound_against_auth(raw.get("outbound"), raw.get("auth"), f"{prefix}.outbound")
 
 
-def _build_server(name: str, raw: Mapping[str, Any]) -> ServerConfig:
+def _build_server(name: str, raw: Mapping[str, Any], base_dir: Path | None) -> ServerConfig:
     t = raw.get("timeouts", {})
+    openapi = build_openapi(raw["openapi"], f"servers.{name}.openapi", base_dir) if "openapi" in raw else None
     return ServerConfig(
         name=name,
-        url=raw["url"],
+        url=openapi.base_url if openapi else raw["url"],
         transport=raw.get("transport", "streamable-http"),
         message_url=raw.get("messageUrl"),
         anonymous=raw.get("anonymous", False),
@@ -131,6 +148,7 @@ def _build_server(name: str, raw: Mapping[str, Any]) -> ServerConfig:
         headers=tuple(raw.get("headers", {}).items()),
         auth=build_inbound(raw.get("auth"), f"servers.{name}.auth"),
         outbound=build_outbound(raw.get("outbound"), f"servers.{name}.outbound"),
+        openapi=openapi,
     )
 
 
@@ -187,8 +205,12 @@ def _build_gateway(raw: Mapping[str, Any]) -> GatewaySettings:
     )
 
 
-def parse_config(document: Any) -> GatewayConfig:
-    """Validate a decoded JSON document and build the typed config."""
+def parse_config(document: Any, *, base_dir: Path | None = None) -> GatewayConfig:
+    """Validate a decoded JSON document and build the typed config.
+
+    `base_dir` is where relative file paths in it (OpenAPI documents) are taken from:
+    the config file's folder; the working directory when None.
+    """
     # A failing allOf branch also leaves its fields "unevaluated": report the real error first.
     errors = sorted(
         _validator().iter_errors(document),
@@ -199,7 +221,7 @@ def parse_config(document: Any) -> GatewayConfig:
     _check_gateway(document.get("gateway", {}))
     for name, raw in document["servers"].items():
         _check_server(name, raw)
-    servers = {name: _build_server(name, raw) for name, raw in document["servers"].items()}
+    servers = {name: _build_server(name, raw, base_dir) for name, raw in document["servers"].items()}
     subscriptions = build_subscriptions(document.get("subscriptions", {}), set(servers))
     return GatewayConfig(
         servers=MappingProxyType(servers),
@@ -208,12 +230,12 @@ def parse_config(document: Any) -> GatewayConfig:
     )
 
 
-def load_config_text(text: str, source: str) -> GatewayConfig:
+def load_config_text(text: str, source: str, *, base_dir: Path | None = None) -> GatewayConfig:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(source, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    return parse_config(document)
+    return parse_config(document, base_dir=base_dir)
 
 
 def load_config_file(path: str | Path) -> GatewayConfig:
@@ -221,7 +243,7 @@ def load_config_file(path: str | Path) -> GatewayConfig:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read config file: {exc.strerror}") from None
-    return load_config_text(text, str(path))
+    return load_config_text(text, str(path), base_dir=Path(path).resolve().parent)
 
 
 def load_config_from_env(environ: Mapping[str, str] | None = None, *, base_dir: Path | None = None) -> GatewayConfig:
@@ -230,7 +252,7 @@ def load_config_from_env(environ: Mapping[str, str] | None = None, *, base_dir: 
     if value is None:
         raise ConfigError("MCP_GATEWAY_CONFIG", "is not set: give a config file path or inline JSON")
     if value.lstrip().startswith("{"):
-        return load_config_text(value, "MCP_GATEWAY_CONFIG")
+        return load_config_text(value, "MCP_GATEWAY_CONFIG", base_dir=base_dir)
     path = Path(value)
     return load_config_file(base_dir / path if base_dir and not path.is_absolute() else path)
 

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from .inbound import InboundAuth, Subscription
+    from .openapi import OpenApiConfig
     from .outbound import OutboundConfig
 
 HOP_BY_HOP = frozenset(
@@ -98,6 +99,7 @@ class GatewaySettings:
 class ServerConfig:
     name: str
     url: str
+    """The backend: an MCP endpoint, or for `openapi` servers the REST API's base URL."""
     transport: Transport = "streamable-http"
     message_url: str | None = None
     anonymous: bool = False
@@ -106,6 +108,8 @@ class ServerConfig:
     headers: tuple[tuple[str, str], ...] = ()
     auth: "InboundAuth | None" = None
     outbound: "OutboundConfig | None" = None
+    openapi: "OpenApiConfig | None" = None
+    """Set for a REST API the gateway serves as MCP tools itself (no MCP backend)."""
 
     @property
     def origin(self) -> str:
