@@ -166,6 +166,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     warn_about_risks(config)
     names = ", ".join(sorted(config.servers))
     print(f"{args.file}: OK ({len(config.servers)} server(s): {names})")
+    _check_openapi_documents(config, args.file)
     if args.resolve_secrets:
         from .inbound.keys import SubscriptionKeys
         from .outbound import check_secrets
@@ -174,6 +175,22 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         count = asyncio.run(check_secrets(config, extra=key_refs))
         print(f"{args.file}: {count} Key Vault secret(s) readable")
     return 0
+
+
+def _check_openapi_documents(config: GatewayConfig, source: str) -> None:
+    """REST APIs' documents become tools here already, so a bad one fails before a deployment."""
+    servers = [server for server in config.servers.values() if server.openapi is not None]
+    if not servers:
+        return
+    from .openapi.server import load_tools
+
+    for server in servers:
+        assert server.openapi is not None
+        if server.openapi.document_is_url:
+            print(f"{source}: server {server.name!r}: its OpenAPI document is read from its URL at start-up")
+            continue
+        tools = asyncio.run(load_tools(server, None))
+        print(f"{source}: server {server.name!r}: {len(tools)} tool(s) from its OpenAPI document")
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ from ..config import ServerConfig
 from ..errors import ClientClosedRequest, ConfigError, GatewayMisconfigured
 from .api import CallContext, Credentials, RestApi
 from .document import Document, DocumentError, read_document
-from .operations import build_tools
+from .operations import ToolSpec, build_tools
 
 logger = logging.getLogger("shared.openapi")
 
@@ -96,14 +96,9 @@ class OpenApiServers:
             logger.info("server %r: %d tools from its OpenAPI document", api.server.name, len(api.tools))
 
     async def _load(self, server: ServerConfig) -> RestApi:
-        config = server.openapi
-        assert config is not None
-        field = f"servers.{server.name}.openapi.document"
-        try:
-            contents = await read_document(config.document, self._document_http() if config.document_is_url else None)
-            specs = await asyncio.to_thread(build_tools, Document(contents), config, self._owned_headers(server))
-        except DocumentError as error:
-            raise ConfigError(field, str(error)) from None
+        assert server.openapi is not None
+        http = self._document_http() if server.openapi.document_is_url else None
+        specs = await load_tools(server, http, self._owned_headers(server))
         return RestApi(
             server, specs, http=self._http(), credentials=self._credentials, owned_headers=self._owned_headers(server)
         )
@@ -144,6 +139,19 @@ class OpenApiServers:
         sdk_scope = {**scope, CALL_CONTEXT: CallContext(caller, scope)}
         await exchange.run(manager.handle_request(sdk_scope, exchange.receive, exchange.send))
         return exchange.response()
+
+
+async def load_tools(
+    server: ServerConfig, http: httpx.AsyncClient | None, owned_headers: frozenset[str] = frozenset()
+) -> list[ToolSpec]:
+    """A server's tools from its document; ConfigError naming the document (and each operation) if it cannot be."""
+    config = server.openapi
+    assert config is not None
+    try:
+        contents = await read_document(config.document, http)
+        return await asyncio.to_thread(build_tools, Document(contents), config, owned_headers)
+    except DocumentError as error:
+        raise ConfigError(f"servers.{server.name}.openapi.document", str(error)) from None
 
 
 def _session_manager(api: RestApi) -> StreamableHTTPSessionManager:

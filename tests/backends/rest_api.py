@@ -145,14 +145,12 @@ def build_pet_shop() -> PetShop:
         return {}
 
     @app.get("/endless", operation_id="endless", tags=["misbehaving"], summary="A body that never ends")
-    async def endless() -> StreamingResponse:
+    async def endless(request: Request) -> StreamingResponse:
         async def forever():
             chunk = b"[" + b"1," * 32768
-            try:
-                while True:
-                    yield chunk
-            finally:
-                shop.disconnects.append("endless")
+            while not await request.is_disconnected():
+                yield chunk
+            shop.disconnects.append("endless")
 
         return StreamingResponse(forever(), media_type="application/json")
 
