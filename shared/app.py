@@ -146,6 +146,7 @@ class Gateway:
             owned_headers=lambda server: frozenset(
                 name.decode() for name in self.outbound.credential_headers(server)
             ),
+            max_body_bytes=self.config.gateway.max_body_bytes,
         )
 
     def _rest_client(self) -> httpx.AsyncClient:

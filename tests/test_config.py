@@ -15,6 +15,7 @@ from shared.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = {"servers": {"docs": {"url": "https://docs.internal.example/mcp", "anonymous": True}}}
+OPENAPI = {"document": "specs/api.yaml", "baseUrl": "https://api.internal.example/v2"}
 
 
 def _check(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
@@ -59,6 +60,25 @@ def _check(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
         ({"servers": {"d": {"url": "https://x", "auth": {"subscriptionKey": {}}}},
           "subscriptions": {"alice": {"servers": ["d"], "primaryKey": {"clear": "k"}}}},
          "subscriptions.alice.primaryKey", "documented forms"),
+        ({"servers": {"d": {"anonymous": True}}}, "servers.d.url", "is required (or 'openapi')"),
+        ({"servers": {"d": {"url": "https://x", "anonymous": True, "openapi": OPENAPI}}}, "servers.d",
+         "give only one of 'url', 'openapi'"),
+        ({"servers": {"d": {"anonymous": True, "openapi": {"document": "a.json"}}}}, "servers.d.openapi.baseUrl", "is required"),
+        ({"servers": {"d": {"anonymous": True, "openapi": {**OPENAPI, "baseUrl": "https://k:s@api.example"}}}},
+         "servers.d.openapi.baseUrl", "credentials in the URL"),
+        ({"servers": {"d": {"anonymous": True, "openapi": {**OPENAPI, "baseUrl": "file:///etc"}}}},
+         "servers.d.openapi.baseUrl", "not an http(s) URL"),
+        ({"servers": {"d": {"anonymous": True, "openapi": {**OPENAPI, "document": "ftp://x/a.json"}}}},
+         "servers.d.openapi.document", "give a file path or an http(s) URL"),
+        ({"servers": {"d": {"anonymous": True, "openapi": {**OPENAPI, "include": {}}}}}, "servers.d.openapi.include",
+         "names no operation"),
+        ({"servers": {"d": {"anonymous": True, "openapi": {**OPENAPI, "exclude": {"tag": ["a"]}}}}}, "servers.d.openapi.exclude",
+         "unknown field 'tag'"),
+        ({"servers": {"d": {"anonymous": True, "openapi": {**OPENAPI, "maxResponseBytes": 10}}}},
+         "servers.d.openapi.maxResponseBytes", "10"),
+        ({"servers": {"d": {"anonymous": True, "transport": "sse", "openapi": OPENAPI}}}, "servers.d.transport",
+         "only applies to MCP servers"),
+        ({"servers": {"d": {"openapi": OPENAPI}}}, "servers.d.anonymous", "no inbound auth"),
     ],
 )
 def test_bad_config_names_the_field(document, field, reason):
@@ -78,6 +98,23 @@ def test_good_config_builds_typed_immutable_settings():
     assert config.gateway.allowed_hosts == ("gw.example.com",) and config.gateway.max_body_bytes == 2048
     with pytest.raises(TypeError):
         config.servers["other"] = docs  # type: ignore[index]
+
+
+def test_an_openapi_server_is_typed_and_its_document_path_is_taken_from_the_config_files_folder(tmp_path):
+    document = {"servers": {"api": {"anonymous": True, "timeouts": {"read": 5}, "openapi": {
+        **OPENAPI, "include": {"tags": ["pets"]}, "exclude": {"operationIds": ["deletePet"]}, "maxResponseBytes": 4096}}}}
+    path = tmp_path / "conf" / "gateway.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(document))
+    api = load_config_from_env({"MCP_GATEWAY_CONFIG": str(path)}).servers["api"]
+    assert api.openapi.document == str(tmp_path / "conf" / "specs" / "api.yaml")
+    assert api.url == api.openapi.base_url == "https://api.internal.example/v2"
+    assert api.openapi.selects("listPets", ["pets"]) and not api.openapi.selects("deletePet", ["pets"])
+    assert not api.openapi.selects("other", ["users"]) and api.openapi.max_response_bytes == 4096
+    inline = load_config_from_env({"MCP_GATEWAY_CONFIG": json.dumps(document)}, base_dir=tmp_path)
+    assert inline.servers["api"].openapi.document == str(tmp_path / "specs" / "api.yaml")
+    url = parse_config({"servers": {"api": {"anonymous": True, "openapi": {**OPENAPI, "document": "https://x/o.json"}}}})
+    assert url.servers["api"].openapi.document_is_url
 
 
 def test_bad_json_names_the_line(tmp_path):

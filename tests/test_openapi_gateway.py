@@ -27,7 +27,7 @@ from helpers import gateway_config
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_TOOLS = {
     "listPets", "createPet", "getPet", "updatePet", "deletePet", "getFile",
-    "failAlways", "slow", "endless", "compressed", "picture",
+    "failAlways", "slow", "endless", "compressed", "picture", "lyingGetPet", "moved",
 }
 JSON_POST = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
@@ -194,6 +194,27 @@ async def test_an_unasked_compressed_body_is_an_error_result(gateway):
     assert result.is_error and "gzip-encoded body, unasked" in result.content[0].text
 
 
+async def test_a_success_that_breaks_its_documented_schema_is_an_error_result_that_still_shows_it(gateway):
+    http, client = await connect(gateway)
+    async with http, client:
+        tool = next(t for t in (await client.list_tools()).tools if t.name == "lyingGetPet")
+        assert tool.output_schema is not None
+        result = await client.call_tool("lyingGetPet", {"pet_id": 1})
+    text = result.content[0].text
+    assert result.is_error and result.structured_content is None
+    assert "does not match the operation's documented schema ($.id: 'not a number' is not of type 'integer')" in text
+    assert text.endswith('{"id":"not a number","name":"Rex"}')
+
+
+async def test_a_redirect_is_not_followed(gateway, shop):
+    app, _ = shop
+    http, client = await connect(gateway)
+    async with http, client:
+        result = await client.call_tool("moved", {})
+    assert result.is_error and result.content[0].text.startswith("The API answered HTTP 302 Found.")
+    assert app.seen[-1].raw_path == b"/moved"
+
+
 async def test_an_unreachable_api_is_an_error_result(start_gateway, shop, tmp_path):
     app, _ = shop
     closed = f"http://127.0.0.1:{_closed_port()}"
@@ -324,3 +345,19 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def test_served_the_same_under_the_azure_functions_worker(shop, tmp_path):
+    from gateway_process import start_functions_host
+
+    app, base_url = shop
+    host = start_functions_host(gateway_config({"shop": shop_server(tmp_path, base_url, app.openapi())}))
+    try:
+        for mode in (None, "legacy"):
+            http, client = await connect(f"{host.url}/mcp/shop", mode)
+            async with http, client:
+                assert set(t.name for t in (await client.list_tools()).tools) == EXPECTED_TOOLS
+                result = await client.call_tool("getPet", {"pet_id": 1})
+            assert result.structured_content["name"] == "Rex"
+    finally:
+        host.stop()

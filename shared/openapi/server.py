@@ -58,8 +58,10 @@ class OpenApiServers:
         document_http: Callable[[], httpx.AsyncClient],
         credentials: Credentials,
         owned_headers: Callable[[ServerConfig], frozenset[str]],
+        max_body_bytes: int,
     ) -> None:
         self._servers = servers
+        self._max_body_bytes = max_body_bytes
         self._http = http
         self._document_http = document_http
         self._credentials = credentials
@@ -85,7 +87,7 @@ class OpenApiServers:
 
     async def _start(self) -> None:
         apis = await asyncio.gather(*(self._load(server) for server in self._servers))
-        managers = {api.server.name: _session_manager(api) for api in apis}
+        managers = {api.server.name: _session_manager(api, self._max_body_bytes) for api in apis}
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._stop = asyncio.Event()
         self._running = asyncio.get_running_loop().create_task(self._run(list(managers.values()), started))
@@ -154,7 +156,7 @@ async def load_tools(
         raise ConfigError(f"servers.{server.name}.openapi.document", str(error)) from None
 
 
-def _session_manager(api: RestApi) -> StreamableHTTPSessionManager:
+def _session_manager(api: RestApi, max_body_bytes: int) -> StreamableHTTPSessionManager:
     definitions = api.definitions()
 
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
@@ -176,8 +178,11 @@ def _session_manager(api: RestApi) -> StreamableHTTPSessionManager:
         on_call_tool=call_tool,
         get_tool_input_schema=lambda name: api.input_schema(name),
     )
-    # The gateway guards Host and Origin and bounds the body before this server sees a request.
-    return StreamableHTTPSessionManager(app=server, stateless=True, json_response=True, security_settings=None)
+    # The gateway guards Host and Origin and bounds the body (gateway.maxBodyBytes) before this
+    # server sees a request: the SDK's own checks would only repeat them, or disagree.
+    return StreamableHTTPSessionManager(
+        app=server, stateless=True, json_response=True, security_settings=None, max_request_body_size=max_body_bytes
+    )
 
 
 class _Exchange:

@@ -163,6 +163,15 @@ def build_pet_shop() -> PetShop:
     def picture() -> Response:
         return Response(PNG_1X1, media_type="image/png")
 
+    @app.get("/lying/{pet_id}", operation_id="lyingGetPet", tags=["misbehaving"], summary="Not what it says",
+             response_model=None, responses={200: {"model": Pet}})
+    def lying(pet_id: int) -> JSONResponse:
+        return JSONResponse({"id": "not a number", "name": "Rex"})
+
+    @app.get("/moved", operation_id="moved", tags=["misbehaving"], summary="Redirects elsewhere")
+    def moved() -> Response:
+        return Response(status_code=302, headers={"location": "http://elsewhere.example/steal"})
+
     @app.post("/admin/reset", operation_id="resetEverything", tags=["admin"], summary="Delete every pet")
     def reset() -> dict:
         pets.clear()
