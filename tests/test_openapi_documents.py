@@ -96,6 +96,8 @@ def test_petstore3_converts_into_valid_tools():
     assert add.operation.body.media_type == "application/json"
     assert add.input_schema["$defs"]["Pet"]["properties"]["status"]["enum"] == ["available", "pending", "sold"]
     assert by_name["getPetById"].annotations["readOnlyHint"] is True
+    # the API can answer XML or JSON: it is asked for JSON
+    assert by_name["getPetById"].operation.accept == "application/json, application/xml;q=0.5"
     assert by_name["deletePet"].annotations["destructiveHint"] is True
 
 

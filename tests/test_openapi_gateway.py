@@ -98,6 +98,7 @@ async def test_each_tool_is_called_and_what_reached_the_api_is_what_the_argument
         listed = await client.call_tool("listPets", {"status": "available", "tags": ["dog", "good boy"], "limit": 5})
         assert not listed.is_error and [p["name"] for p in json.loads(listed.content[0].text)] == ["Rex"]
         assert app.seen[-1].query == b"status=available&tags=dog&tags=good%20boy&limit=5"
+        assert (b"accept", b"application/json") in app.seen[-1].headers
 
         created = await client.call_tool("createPet", {"body": {"name": "Tom", "status": "pending", "tags": ["cat"],
                                                                  "category": {"name": "cats", "parent": {"name": "pets"}}}})

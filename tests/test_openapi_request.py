@@ -66,7 +66,7 @@ def test_a_header_value_outside_latin_1_is_refused_and_tabs_pass():
     op = operation("/a", p("trace", "header", name="X-Trace"))
     with pytest.raises(ArgumentError, match="Latin-1"):
         build_request(op, {"trace": "☃"}, "https://api.example")
-    assert build_request(op, {"trace": "a\tb"}, "https://api.example").headers == [("X-Trace", "a\tb")]
+    assert ("X-Trace", "a\tb") in build_request(op, {"trace": "a\tb"}, "https://api.example").headers
 
 
 def test_bodies_by_media_type():

@@ -92,6 +92,8 @@ class Operation:
     parameters: tuple[Parameter, ...]
     body: Body | None
     body_argument: str | None = None
+    accept: str = "*/*"
+    """The media types the operation documents for its answers, JSON first."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,8 @@ def _select(document: Document, config: OpenApiConfig) -> list[_Found]:
         item = document.deref(item)
         if not isinstance(item, dict):
             raise DocumentError(f"path {path!r} is not an object")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise DocumentError(f"path {path!r} does not start with '/'")
         for method in METHODS:
             if isinstance(item.get(method), dict):
                 everything.append(_Found(method, path, item[method], list(item.get("parameters", []))))
@@ -236,7 +240,9 @@ def _tool(document: Document, converter: SchemaConverter, op: _Found, name: str,
         input_schema=input_schema,
         output_schema=output_schema,
         annotations=_annotations(op.method, summary),
-        operation=Operation(op.method.upper(), op.path, tuple(parameters), body, arguments[-1] if body else None),
+        operation=Operation(
+            op.method.upper(), op.path, tuple(parameters), body, arguments[-1] if body else None, _accept(document, op.raw)
+        ),
         operation_id=op_id,
     )
 
@@ -365,6 +371,21 @@ def _output_schema(document: Document, converter: SchemaConverter, raw: Mapping[
     if refs:
         output["$defs"] = converter.defs(refs, "response")
     return output
+
+
+def _accept(document: Document, raw: Mapping[str, Any]) -> str:
+    """An Accept header from the documented answers: a server that could answer XML or JSON answers JSON."""
+    media: list[str] = []
+    responses = raw.get("responses", {})
+    for response in responses.values() if isinstance(responses, dict) else ():
+        content = document.deref(response).get("content", {}) if isinstance(document.deref(response), dict) else {}
+        for name in content if isinstance(content, dict) else ():
+            if isinstance(name, str) and _TOKEN.fullmatch(name.split("/", 1)[0]) and name not in media and "," not in name:
+                media.append(name)
+    if not media:
+        return "*/*"
+    ranked = [m for m in media if _is_json(m)] + [f"{m};q=0.5" for m in media if not _is_json(m)]
+    return ", ".join(ranked)
 
 
 def _description(op: _Found) -> str:

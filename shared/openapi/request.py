@@ -38,7 +38,7 @@ class HttpRequest:
 def build_request(operation: Operation, arguments: Mapping[str, Any], base_url: str) -> HttpRequest:
     path = operation.path
     query: list[tuple[str, str]] = []
-    headers: list[tuple[str, str]] = []
+    headers: list[tuple[str, str]] = [("accept", operation.accept)]
     for parameter in operation.parameters:
         if parameter.argument not in arguments or arguments[parameter.argument] is None:
             continue
