@@ -143,8 +143,10 @@ class Gateway:
             http=self._rest_client,
             document_http=self._identity_client,
             credentials=self.outbound.headers_for,
+            # The credential's header and the configured static ones are the gateway's to set.
             owned_headers=lambda server: frozenset(
-                name.decode() for name in self.outbound.credential_headers(server)
+                [name.decode() for name in self.outbound.credential_headers(server)]
+                + [name.lower() for name, _ in server.headers]
             ),
             max_body_bytes=self.config.gateway.max_body_bytes,
         )

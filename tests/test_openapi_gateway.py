@@ -155,6 +155,21 @@ async def test_invalid_arguments_are_an_error_result_and_never_reach_the_api(gat
     assert len(app.seen) == before
 
 
+async def test_a_header_the_config_sets_is_not_an_argument_and_reaches_the_api(start_gateway, shop, tmp_path):
+    app, base_url = shop
+    server = shop_server(tmp_path, base_url, app.openapi())
+    server["headers"] = {"X-Trace": "from-config"}
+    url = start_gateway(gateway_config({"shop": server})) + "/mcp/shop"
+    http, client = await connect(url)
+    async with http, client:
+        tool = next(t for t in (await client.list_tools()).tools if t.name == "getPet")
+        assert set(tool.input_schema["properties"]) == {"pet_id"}
+        refused = await client.call_tool("getPet", {"pet_id": 1, "x-trace": "from-caller"})
+        assert refused.is_error and "'x-trace' was unexpected" in refused.content[0].text
+        assert not (await client.call_tool("getPet", {"pet_id": 1})).is_error
+    assert [v for k, v in app.seen[-1].headers if k == b"x-trace"] == [b"from-config"]
+
+
 async def test_an_unknown_tool_is_a_json_rpc_error(gateway):
     http, client = await connect(gateway)
     async with http, client:
