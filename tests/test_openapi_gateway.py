@@ -329,12 +329,6 @@ def test_config_check_and_serve_name_the_operation(tmp_path):
     serve = subprocess.run([sys.executable, "-m", "shared", "serve", "--config", str(config), "--port", "0"],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert serve.returncode != 0 and BROKEN_REASON in serve.stderr
-    # excluded, the same document serves
-    entry = broken_server(tmp_path, exclude={"operationIds": ["getA"]})
-    config.write_text(json.dumps(gateway_config({"shop": entry})))
-    check = subprocess.run([sys.executable, "-m", "shared", "config", "check", str(config)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0 and "server 'shop': 1 tool(s)" in check.stdout
 
 
 def test_a_gateway_without_openapi_servers_never_loads_the_openapi_code():
@@ -377,3 +371,16 @@ async def test_served_the_same_under_the_azure_functions_worker(shop, tmp_path):
             assert result.structured_content["name"] == "Rex"
     finally:
         host.stop()
+
+
+def test_config_check_counts_the_tools_of_a_file_document(tmp_path, capsys):
+    from shared.__main__ import main
+
+    config = tmp_path / "gateway.json"
+    entry = broken_server(tmp_path, exclude={"operationIds": ["getA"]})
+    url_entry = {"anonymous": True, "openapi": {"document": "https://specs.example/api.json", "baseUrl": "https://api.example"}}
+    config.write_text(json.dumps(gateway_config({"shop": entry, "remote": url_entry})))
+    assert main(["config", "check", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "server 'shop': 1 tool(s) from its OpenAPI document" in out
+    assert "server 'remote': its OpenAPI document is read from its URL at start-up" in out
