@@ -194,6 +194,26 @@ def refuse_repeated(scope: Scope, names: frozenset[bytes]) -> None:
             seen.add(name)
 
 
+def refuse_upgrade_with_body(scope: Scope) -> None:
+    """BadRequest, closing the connection, for a request that asks for a protocol upgrade
+    and declares a body.
+
+    The gateway upgrades nothing. uvicorn's httptools parser skips the body of such a
+    request and reads the bytes that follow it as the next request, while a proxy in
+    front took them for the body: a request smuggled past the proxy and answered onto a
+    connection it may hand to another caller. Without a body (curl's h2c GETs) the
+    request is served as plain HTTP/1.1.
+    """
+    headers = header_map(scope)
+    if b"upgrade" not in headers:
+        return
+    length = headers.get(b"content-length")
+    if b"transfer-encoding" in headers or (length is not None and length.strip(b"0 \t")):
+        raise BadRequest(
+            "a request that asks for a protocol upgrade cannot carry a body", headers={"connection": "close"}
+        )
+
+
 def refuse_repeated_params(scope: Scope, names: frozenset[str]) -> None:
     """BadRequest when a credential query parameter (in any spelling) is sent more than once."""
     query: bytes = scope.get("query_string", b"")
