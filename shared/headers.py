@@ -205,13 +205,21 @@ def refuse_upgrade_with_body(scope: Scope) -> None:
     request is served as plain HTTP/1.1.
     """
     headers = header_map(scope)
-    if b"upgrade" not in headers:
+    if b"upgrade" not in headers or not _asks_for_upgrade(scope["headers"]):
         return
     length = headers.get(b"content-length")
     if b"transfer-encoding" in headers or (length is not None and length.strip(b"0 \t")):
         raise BadRequest(
             "a request that asks for a protocol upgrade cannot carry a body", headers={"connection": "close"}
         )
+
+
+def _asks_for_upgrade(headers: RawHeaders) -> bool:
+    """Whether any Connection header lists `upgrade` (with an Upgrade header, what the parser acts on)."""
+    return any(
+        name == b"connection" and any(token.strip().lower() == b"upgrade" for token in value.split(b","))
+        for name, value in headers
+    )
 
 
 def refuse_repeated_params(scope: Scope, names: frozenset[str]) -> None:

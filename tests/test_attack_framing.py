@@ -120,6 +120,15 @@ async def test_an_upgrade_request_without_a_body_is_served_as_plain_http(setup):
     assert "upgrade" not in seen.headers and "http2-settings" not in seen.headers
 
 
+async def test_a_stray_upgrade_header_without_connection_upgrade_keeps_its_body(setup):
+    body = b'{"jsonrpc":"2.0","id":4,"method":"ping"}'
+    head = setup.head("POST", "stray-upgrade", "Upgrade: h2c", f"Content-Length: {len(body)}")
+    answers, _ = await _exchange(setup, head + body)
+    assert [a.status for a in answers] == [200]
+    [seen] = setup.reached("stray-upgrade")
+    assert seen.body == body
+
+
 # -- trailers are not headers -----------------------------------------------------------------------
 
 
