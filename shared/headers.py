@@ -78,6 +78,13 @@ def _dropped_up(dropped: frozenset[bytes]) -> frozenset[bytes]:
     return _HOP_BY_HOP | _REPLACED_UP | _CHECKED_HERE | dropped
 
 
+def _is_dropped_alias(name: bytes, drop: frozenset[bytes]) -> bool:
+    """`X_Tenant` is `X-Tenant` to every CGI-style backend (WSGI, PHP, wsgiref's
+    HTTP_X_TENANT): an underscore spelling of a name never forwarded is not forwarded either."""
+    alias = name.replace(b"_", b"-")
+    return alias in drop or alias.startswith(INBOUND_CREDENTIAL_PREFIXES)
+
+
 def upstream_headers(
     inbound: RawHeaders,
     *,
@@ -107,6 +114,8 @@ def upstream_headers(
             has_connection = has_connection or lower == b"connection"
             continue
         if lower.startswith(INBOUND_CREDENTIAL_PREFIXES):
+            continue
+        if b"_" in lower and _is_dropped_alias(lower, drop):
             continue
         if lower == b"traceparent":
             has_traceparent = True
