@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 from typing import Iterable, Sequence
 from urllib.parse import unquote_plus
 
@@ -237,12 +238,22 @@ def refuse_repeated_params(scope: Scope, names: frozenset[str]) -> None:
     if not query or not names:
         return
     seen: set[str] = set()
-    for part in query.split(b"&"):
+    for part in _params(query):
         name = _param_name(part)
         if name in names:
             if name in seen:
                 raise BadRequest(f"the {name} query parameter is sent more than once")
             seen.add(name)
+
+
+_SEPARATORS = re.compile(rb"([&;])")
+
+
+def _params(query: bytes) -> list[bytes]:
+    """`name=value` parts, split at `&` and at `;`, which some backends (Perl's CGI, older
+    Rack) still take as a separator: a parameter cloaked behind `;` must not pass as part
+    of another's value when the backend would read it as one of its own."""
+    return query.split(b"&") if b";" not in query else _SEPARATORS.split(query)[::2]
 
 
 def _decoded(text: str) -> str:
@@ -258,7 +269,7 @@ def _param_name(part: bytes) -> str:
 def query_names(query: bytes | str) -> frozenset[str]:
     """Every parameter name in a query string, as `_param_name` sees it."""
     raw = query.encode("latin-1") if isinstance(query, str) else query
-    return frozenset(_param_name(part) for part in raw.split(b"&") if part)
+    return frozenset(_param_name(part) for part in _params(raw) if part)
 
 
 def query_values(scope: Scope, name: str) -> list[str]:
@@ -272,7 +283,7 @@ def query_values(scope: Scope, name: str) -> list[str]:
         return []
     wanted = name.lower()
     values = []
-    for part in query.split(b"&"):
+    for part in _params(query):
         if part and _param_name(part) == wanted:
             _, _, value = part.partition(b"=")
             values.append(_decoded(value.decode("latin-1")))
@@ -283,4 +294,15 @@ def strip_query_params(query: bytes, names: frozenset[str]) -> bytes:
     """The query string without the parameters named in `names` (lower-case, decoded)."""
     if not query or not names:
         return query
-    return b"&".join(part for part in query.split(b"&") if _param_name(part) not in names)
+    if b";" not in query:
+        return b"&".join(part for part in query.split(b"&") if _param_name(part) not in names)
+    # Keep each separator that was before a kept parameter, so what passes is what came.
+    pieces = _SEPARATORS.split(query)
+    kept: list[bytes] = []
+    for i in range(0, len(pieces), 2):
+        if _param_name(pieces[i]) in names:
+            continue
+        if kept:
+            kept.append(pieces[i - 1])
+        kept.append(pieces[i])
+    return b"".join(kept)
