@@ -46,6 +46,7 @@ class ScriptedBackend:
                 conn.sendall(self.answer)
 
     def stop(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() (a close alone does not)
         self.sock.close()
         self.thread.join(10)
 
