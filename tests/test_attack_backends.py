@@ -120,3 +120,31 @@ async def test_a_client_leaving_a_bodiless_request_drops_it_upstream_at_once(sta
     assert await asyncio.to_thread(backend.received.wait, 10)
     writer.close()
     assert await asyncio.to_thread(backend.dropped.wait, 5), "the upstream request outlived its client"
+
+
+class QuietStream:
+    """Answers a GET with one event, then stays silent until the gateway drops it."""
+
+    def __init__(self) -> None:
+        self.dropped = threading.Event()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": b"data: first\n\n", "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.dropped.set()
+
+
+async def test_a_client_leaving_a_quiet_event_stream_drops_it_before_any_keep_alive(start_server, start_gateway):
+    backend = QuietStream()
+    server = start_server(backend)
+    base = start_gateway(gateway_config({"quiet": anonymous(f"{server.base_url}/mcp")}, keepAliveSeconds=60))
+    async with httpx.AsyncClient(timeout=10) as client:
+        async with client.stream("GET", f"{base}/mcp/quiet", headers={"accept": "text/event-stream"}) as response:
+            async for line in response.aiter_lines():
+                if line == "data: first":
+                    break
+    assert await asyncio.to_thread(backend.dropped.wait, 5), "the stream outlived its client"
