@@ -136,3 +136,17 @@ async def test_odd_key_values_are_a_clean_refusal_never_a_500(gateway, wsgi_back
     assert response.status in (400, 403), response.body  # h11 refuses a control character outright
     assert wsgi_backend.environs == []
     assert KEY.encode() not in response.body
+
+
+async def test_the_original_url_a_front_end_echoes_never_carries_a_query_key_to_the_backend(gateway, wsgi_backend):
+    """App Service's front end adds X-Original-URL and X-WAWS-Unencoded-URL (nginx ingress
+    X-Original-URI, Traefik X-Forwarded-Uri, IIS X-Rewrite-URL): the URL as the client sent it,
+    query included. The gateway strips a key from the query; these copies must not carry it on."""
+    target = f"/mcp/keyed?x=1&subscription-key={KEY}"
+    echoes = {name: target for name in ("X-Original-URL", "X-WAWS-Unencoded-URL", "X-Original-URI",
+                                        "X-Forwarded-Uri", "X-Rewrite-URL")}
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(f"{gateway}{target}", content=PING, headers={**JSON, **echoes})
+    assert response.status_code == 200
+    [environ] = wsgi_backend.environs
+    assert not any(KEY in value for value in environ.values()), environ
