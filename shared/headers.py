@@ -45,6 +45,17 @@ INBOUND_CREDENTIAL_PREFIXES = (
 """Whole families never forwarded, by name prefix: a new identity provider adds names, not a release."""
 
 _REPLACED_UP = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
+_ORIGINAL_URL = frozenset(
+    {
+        b"x-original-url",  # App Service's front end
+        b"x-waws-unencoded-url",  # App Service's front end
+        b"x-original-uri",  # nginx ingress
+        b"x-forwarded-uri",  # Traefik
+        b"x-rewrite-url",  # IIS URL Rewrite
+    }
+)
+"""The gateway's own request URL as a proxy in front echoes it, query included: it would carry
+a credential parameter past the step that strips it, and names nothing the backend serves."""
 # The gateway checks Origin itself; passed on, a browser's Origin would trip the
 # backend's own DNS-rebinding check, which knows nothing of the gateway's clients.
 _CHECKED_HERE = frozenset({b"origin"})
@@ -76,7 +87,7 @@ def new_traceparent() -> bytes:
 @functools.lru_cache(maxsize=256)
 def _dropped_up(dropped: frozenset[bytes]) -> frozenset[bytes]:
     """Everything never forwarded up, for one server's credential names (computed once)."""
-    return _HOP_BY_HOP | _REPLACED_UP | _CHECKED_HERE | dropped
+    return _HOP_BY_HOP | _REPLACED_UP | _ORIGINAL_URL | _CHECKED_HERE | dropped
 
 
 def _is_dropped_alias(name: bytes, drop: frozenset[bytes]) -> bool:
