@@ -148,3 +148,29 @@ async def test_a_client_leaving_a_quiet_event_stream_drops_it_before_any_keep_al
                 if line == "data: first":
                     break
     assert await asyncio.to_thread(backend.dropped.wait, 5), "the stream outlived its client"
+
+
+@pytest.mark.parametrize("endpoint", [
+    "http://evil.example/messages?s=1",
+    "//evil.example/messages?s=1",
+    "http://{origin}@evil.example/messages",
+    "http://{host}:1/messages",
+    "https://{origin}/messages",
+])
+async def test_a_legacy_backend_cannot_send_clients_and_credentials_to_another_origin(scripted, start_gateway, endpoint):
+    """The endpoint event names where clients post, with the gateway's backend credential: only
+    the backend's own origin may be named, however the URL is dressed."""
+    backend = scripted(b"")
+    origin = backend.url.removeprefix("http://").removesuffix("/mcp")
+    data = endpoint.format(origin=origin, host=origin.split(":")[0])
+    backend.answer = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
+                      b"event: endpoint\ndata: " + data.encode() + b"\n\n")
+    base = start_gateway(gateway_config({"legacy": anonymous(backend.url.replace("/mcp", "/sse"), transport="sse")}))
+    received = b""
+    async with httpx.AsyncClient(timeout=10) as client:
+        async with client.stream("GET", f"{base}/mcp/legacy/sse", headers={"accept": "text/event-stream"}) as response:
+            with pytest.raises(httpx.RemoteProtocolError):
+                async for chunk in response.aiter_raw():
+                    received += chunk
+    assert b"evil" not in received and b"endpoint=" not in received
+    assert b":1/" not in received and b"https://" not in received
