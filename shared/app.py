@@ -32,6 +32,7 @@ from .headers import (
     query_names,
     refuse_repeated,
     refuse_repeated_params,
+    refuse_upgrade_with_body,
     strip_query_params,
     upstream_headers,
 )
@@ -235,6 +236,7 @@ class Gateway:
         try:
             self.head_limits.check(request.scope)
             refuse_repeated(request.scope, self._single_headers)
+            refuse_upgrade_with_body(request.scope)
             self.guard.check(request.scope)
             route = self._routes.get(request.scope["path"]) or self._resolve(request.scope["path"])
             if request.method == "OPTIONS" and route.kind not in ("home", "health"):

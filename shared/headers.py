@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 from typing import Iterable, Sequence
 from urllib.parse import unquote_plus
 
@@ -44,6 +45,17 @@ INBOUND_CREDENTIAL_PREFIXES = (
 """Whole families never forwarded, by name prefix: a new identity provider adds names, not a release."""
 
 _REPLACED_UP = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
+_ORIGINAL_URL = frozenset(
+    {
+        b"x-original-url",  # App Service's front end
+        b"x-waws-unencoded-url",  # App Service's front end
+        b"x-original-uri",  # nginx ingress
+        b"x-forwarded-uri",  # Traefik
+        b"x-rewrite-url",  # IIS URL Rewrite
+    }
+)
+"""The gateway's own request URL as a proxy in front echoes it, query included: it would carry
+a credential parameter past the step that strips it, and names nothing the backend serves."""
 # The gateway checks Origin itself; passed on, a browser's Origin would trip the
 # backend's own DNS-rebinding check, which knows nothing of the gateway's clients.
 _CHECKED_HERE = frozenset({b"origin"})
@@ -75,7 +87,14 @@ def new_traceparent() -> bytes:
 @functools.lru_cache(maxsize=256)
 def _dropped_up(dropped: frozenset[bytes]) -> frozenset[bytes]:
     """Everything never forwarded up, for one server's credential names (computed once)."""
-    return _HOP_BY_HOP | _REPLACED_UP | _CHECKED_HERE | dropped
+    return _HOP_BY_HOP | _REPLACED_UP | _ORIGINAL_URL | _CHECKED_HERE | dropped
+
+
+def _is_dropped_alias(name: bytes, drop: frozenset[bytes]) -> bool:
+    """`X_Tenant` is `X-Tenant` to every CGI-style backend (WSGI, PHP, wsgiref's
+    HTTP_X_TENANT): an underscore spelling of a name never forwarded is not forwarded either."""
+    alias = name.replace(b"_", b"-")
+    return alias in drop or alias.startswith(INBOUND_CREDENTIAL_PREFIXES)
 
 
 def upstream_headers(
@@ -107,6 +126,8 @@ def upstream_headers(
             has_connection = has_connection or lower == b"connection"
             continue
         if lower.startswith(INBOUND_CREDENTIAL_PREFIXES):
+            continue
+        if b"_" in lower and _is_dropped_alias(lower, drop):
             continue
         if lower == b"traceparent":
             has_traceparent = True
@@ -194,18 +215,56 @@ def refuse_repeated(scope: Scope, names: frozenset[bytes]) -> None:
             seen.add(name)
 
 
+def refuse_upgrade_with_body(scope: Scope) -> None:
+    """BadRequest, closing the connection, for a request that asks for a protocol upgrade
+    and declares a body.
+
+    The gateway upgrades nothing. uvicorn's httptools parser skips the body of such a
+    request and reads the bytes that follow it as the next request, while a proxy in
+    front took them for the body: a request smuggled past the proxy and answered onto a
+    connection it may hand to another caller. Without a body (curl's h2c GETs) the
+    request is served as plain HTTP/1.1.
+    """
+    headers = header_map(scope)
+    if b"upgrade" not in headers or not _asks_for_upgrade(scope["headers"]):
+        return
+    length = headers.get(b"content-length")
+    if b"transfer-encoding" in headers or (length is not None and length.strip(b"0 \t")):
+        raise BadRequest(
+            "a request that asks for a protocol upgrade cannot carry a body", headers={"connection": "close"}
+        )
+
+
+def _asks_for_upgrade(headers: RawHeaders) -> bool:
+    """Whether any Connection header lists `upgrade` (with an Upgrade header, what the parser acts on)."""
+    return any(
+        name == b"connection" and any(token.strip().lower() == b"upgrade" for token in value.split(b","))
+        for name, value in headers
+    )
+
+
 def refuse_repeated_params(scope: Scope, names: frozenset[str]) -> None:
     """BadRequest when a credential query parameter (in any spelling) is sent more than once."""
     query: bytes = scope.get("query_string", b"")
     if not query or not names:
         return
     seen: set[str] = set()
-    for part in query.split(b"&"):
+    for part in _params(query):
         name = _param_name(part)
         if name in names:
             if name in seen:
                 raise BadRequest(f"the {name} query parameter is sent more than once")
             seen.add(name)
+
+
+_SEPARATORS = re.compile(rb"([&;])")
+
+
+def _params(query: bytes) -> list[bytes]:
+    """`name=value` parts, split at `&` and at `;`, which some backends (Perl's CGI, older
+    Rack) still take as a separator: a parameter cloaked behind `;` must not pass as part
+    of another's value when the backend would read it as one of its own."""
+    return query.split(b"&") if b";" not in query else _SEPARATORS.split(query)[::2]
 
 
 def _decoded(text: str) -> str:
@@ -221,7 +280,7 @@ def _param_name(part: bytes) -> str:
 def query_names(query: bytes | str) -> frozenset[str]:
     """Every parameter name in a query string, as `_param_name` sees it."""
     raw = query.encode("latin-1") if isinstance(query, str) else query
-    return frozenset(_param_name(part) for part in raw.split(b"&") if part)
+    return frozenset(_param_name(part) for part in _params(raw) if part)
 
 
 def query_values(scope: Scope, name: str) -> list[str]:
@@ -235,7 +294,7 @@ def query_values(scope: Scope, name: str) -> list[str]:
         return []
     wanted = name.lower()
     values = []
-    for part in query.split(b"&"):
+    for part in _params(query):
         if part and _param_name(part) == wanted:
             _, _, value = part.partition(b"=")
             values.append(_decoded(value.decode("latin-1")))
@@ -246,4 +305,15 @@ def strip_query_params(query: bytes, names: frozenset[str]) -> bytes:
     """The query string without the parameters named in `names` (lower-case, decoded)."""
     if not query or not names:
         return query
-    return b"&".join(part for part in query.split(b"&") if _param_name(part) not in names)
+    if b";" not in query:
+        return b"&".join(part for part in query.split(b"&") if _param_name(part) not in names)
+    # Keep each separator that was before a kept parameter, so what passes is what came.
+    pieces = _SEPARATORS.split(query)
+    kept: list[bytes] = []
+    for i in range(0, len(pieces), 2):
+        if _param_name(pieces[i]) in names:
+            continue
+        if kept:
+            kept.append(pieces[i - 1])
+        kept.append(pieces[i])
+    return b"".join(kept)

@@ -100,12 +100,20 @@ async def open_upstream(
     head from the moment the request has been sent whole. The client's upload is its
     own reader's to bound: what that raises (408, 499, 413) passes through untouched.
     While the head is awaited (the body has been read whole by then, so nothing else
-    reads `receive`), a client that leaves drops the upstream request at once (499).
+    reads `receive`), a client that leaves drops the upstream request at once (499); a
+    bodiless request (GET, DELETE) has its own message received first.
     """
 
+    unread = content is None  # a bodiless request's own message has not been received yet
+
     async def client_gone() -> bool:
-        if (await receive())["type"] == "http.disconnect":
+        nonlocal unread
+        message = await receive()
+        if message["type"] == "http.disconnect":
             return True
+        if unread and not message.get("more_body"):
+            unread = False
+            return False  # that was the request itself: ask again, for the disconnect
         await _never_again()
         return False
 
@@ -208,6 +216,9 @@ class ProxyResponse(StreamingResponse):
 
     async def _abort_on_disconnect(self, receive: Receive) -> None:
         message: Message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body"):
+            # A bodiless request (the GET of a stream) whose own message nobody took yet.
+            message = await receive()
         if message["type"] == "http.disconnect":
             self.stream.abort()
 

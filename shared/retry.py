@@ -74,7 +74,9 @@ async def with_retries(step: str, call: Callable[[], Awaitable[T]], policy: Retr
                     headers=headers,
                 ) from None
             wait = retry_after if retry_after is not None else policy.delay(attempt - 1)
-            logger.warning("%s: %s; retrying in %.2fs (attempt %d of %d)", step, failure.reason, wait, attempt, policy.attempts)
+            # The step names a secret, a vault or a token endpoint: DEBUG only (docs/security.md).
+            logger.warning("%s; retrying in %.2fs (attempt %d of %d)", failure.reason, wait, attempt, policy.attempts)
+            logger.debug("retrying %s", step)
             await asyncio.sleep(wait)
     raise AssertionError("unreachable")  # pragma: no cover
 

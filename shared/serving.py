@@ -13,7 +13,9 @@ adds, per request head:
   `HeadLimits.max_headers` (431), before any of it reaches the app;
 - a count of the bytes that arrive without the parser making progress (a head
   that does not end, trailers after a chunked body), so one header line that never
-  ends cannot grow the parser's buffer: over twice the head limit is refused too.
+  ends cannot grow the parser's buffer: over twice the head limit is refused too;
+- trailer fields kept out of the request's headers (uvicorn would append them to
+  the list the app reads, so a field sent after the body would count as a header).
 
 A refusal is written only where HTTP allows an answer: never into a response that
 is still being sent (a request pipelined behind a stream); then the connection is
@@ -51,6 +53,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._unparsed_bytes = 0  # arrived since the parser last completed a head, a body chunk or a message
+        self._in_trailers = False  # the head is complete: fields the parser reports now are trailers
         self._refused = False
         self._linger: asyncio.TimerHandle | None = None
 
@@ -95,7 +98,19 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- parser callbacks ------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        self._in_trailers = False
+        HttpToolsProtocol.on_message_begin(self)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # uvicorn appends trailer fields to the request's header list, which the app may
+        # not have read yet: a field sent after the body (past every proxy's header checks)
+        # would count as a header. Trailers are dropped (RFC 9110 6.5.1: never merged).
+        if not self._in_trailers:
+            HttpToolsProtocol.on_header(self, name, value)
+
     def on_headers_complete(self) -> None:
+        self._in_trailers = True
         self.heads.release(self)
         limits = self.limits
         if len(self.headers) > limits.max_headers:
@@ -122,6 +137,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # connection is released when it is lost).
         if self.cycle.response_complete:
             self.heads.watch(self, self.loop, self.loop.time() + self.limits.timeout)
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """The gateway upgrades nothing (and refuses an upgrade with a body, see headers.py):
+        a client asking for one is answered in HTTP/1.1, no operator's concern."""
+        logger.debug("protocol upgrade declined")
 
     # -- the head's deadline and the refusal ---------------------------------------------------
 

@@ -274,6 +274,10 @@ class _Connection(asyncio.Protocol):
             self.interim = True  # 1xx: not the answer; the final response follows
             self.headers = []
             return
+        if status > 599:
+            # RFC 9110 15: three digits from 100 to 599. The ASGI servers have no status line for
+            # the rest and would drop the client's connection without an answer.
+            self._refuse(f"backend sent an invalid status {status}")
         version = self.parser.get_http_version()
         if version != "1.1" and version != "1.0":
             self._refuse(f"backend answered in HTTP/{version}")

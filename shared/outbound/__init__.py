@@ -28,7 +28,6 @@ from ..config.outbound import (
     ForwardAuthorizationOutbound,
     ManagedIdentityOutbound,
     OnBehalfOfOutbound,
-    OutboundConfig,
     SecretHeaderOutbound,
 )
 from ..errors import ConfigError, CredentialUnavailable
@@ -57,7 +56,7 @@ class BackendCredentials:
         self.machinery = Machinery(secrets=secrets, identity=secrets.identity, tokens=TokenCache(), retry=DEFAULT_POLICY)
         self.msal = MsalApps(self.machinery, config.gateway.ca_bundle)
         self.modes: dict[str, Mode] = {
-            server.name: self._mode(server.outbound)
+            server.name: self._mode(server)
             for server in config.servers.values()
             if server.outbound is not None
         }
@@ -65,7 +64,8 @@ class BackendCredentials:
             if isinstance(server.outbound, ForwardAuthorizationOutbound):
                 logger.warning("server %r: %s", server.name, WHY_DISCOURAGED)
 
-    def _mode(self, outbound: OutboundConfig) -> Mode:
+    def _mode(self, server: ServerConfig) -> Mode:
+        outbound = server.outbound
         if isinstance(outbound, ManagedIdentityOutbound):
             return ManagedIdentityMode(outbound, self.machinery)
         if isinstance(outbound, ClientCredentialsOutbound):
@@ -75,7 +75,7 @@ class BackendCredentials:
         if isinstance(outbound, SecretHeaderOutbound):
             return SecretHeaderMode(outbound, self.machinery)
         if isinstance(outbound, ForwardAuthorizationOutbound):
-            return ForwardAuthorizationMode()
+            return ForwardAuthorizationMode(checks_tokens=server.auth is not None and server.auth.token_rules is not None)
         raise TypeError(f"unknown outbound mode {type(outbound).__name__}")  # pragma: no cover - closed set
 
     def credential_headers(self, server: ServerConfig) -> frozenset[bytes]:

@@ -66,8 +66,9 @@ class TokenCache:
                 raise
             assert entry is not None
             logger.warning(
-                "token refresh failed, using the current token for %.0fs more: %s", entry.token.expires_on - now, failure.message
+                "token refresh failed (%d), using the current token for %.0fs more", failure.status, entry.token.expires_on - now
             )
+            logger.debug("token refresh failed: %s", failure.message)  # names the step: DEBUG only
             return entry.token.value
 
     def _single_flight(self, key: Hashable, fetch: Callable[[], Awaitable[Token]]) -> Awaitable[Token]:

@@ -13,7 +13,7 @@ from starlette.types import Scope
 
 from ..caller import Caller
 from ..headers import get_header
-from .base import RawHeaders
+from .base import RawHeaders, bearer
 
 WHY_DISCOURAGED = (
     "forwardAuthorization passes the caller's token to the backend: the MCP spec forbids token passthrough "
@@ -23,7 +23,16 @@ WHY_DISCOURAGED = (
 
 
 class ForwardAuthorizationMode:
+    def __init__(self, *, checks_tokens: bool) -> None:
+        self.checks_tokens = checks_tokens
+        """Whether the server validates bearer tokens (entra or jwt)."""
+
     async def headers(self, caller: Caller, request: Scope) -> RawHeaders:
-        # The same accessor (and the same single copy) the token check read.
+        if self.checks_tokens:
+            # Only the token the gateway validated: a backend behind a token server may rely
+            # on that. Not a header the checks never read (the caller got in with a key, or
+            # its token came in another header).
+            return bearer(caller.token) if caller.token else []
+        # A server that checks no token: the caller's header as sent (docs/security.md).
         value = get_header(request, b"authorization")
         return [(b"authorization", value.encode("latin-1"))] if value else []

@@ -184,7 +184,7 @@ class MsalApps:
             raise Transient(f"authority metadata unreachable ({type(error).__name__})") from None
         except ValueError:
             # msal's wording for a failed discovery; the answer may be a 5xx or an unknown tenant
-            raise Transient(f"authority metadata for {app.authority} could not be read") from None
+            raise Transient("authority metadata could not be read") from None  # the step names the authority
         self._apps[app] = (fingerprint, client)
         return client
 
