@@ -1,6 +1,6 @@
 """Cold start: what an MCP client's first connect waits for after a scale-out.
 
-    .venv/bin/python bench/cold_start.py [--runs N] [--config FILE] [--no-worker]
+    .venv/bin/python bench/cold_start.py [--runs N] [--config FILE] [--no-worker] [--import-only]
 
 Each figure is the median (and max) over N fresh processes on 127.0.0.1:
 
@@ -19,8 +19,10 @@ Each figure is the median (and max) over N fresh processes on 127.0.0.1:
   HTTP streams) behind a stand-in for the host. Needs .venv-worker (scripts/test
   installs it); the stand-in's own imports count too, as the host's start would.
 
-The config defaults to one anonymous server; `--config` measures another (e.g. one
-with Entra auth and a managed-identity outbound, which load more code). The machine's
+The config defaults to one anonymous server; `--config` measures another, e.g.
+bench/cold_start_features.json (Entra tokens in, a managed-identity token out: pyjwt,
+msal and the Azure SDKs load), with `--import-only` when the first answer would need
+credentials the benchmark does not have. The machine's
 load average is printed before and after: the figures mean little on a busy machine.
 The gateway's own modules are compiled from source in every process unless a
 `__pycache__` is there to read (PYTHONDONTWRITEBYTECODE, or a read-only package as
@@ -154,10 +156,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--config", type=Path, help="a gateway config whose server is named 'bench' ({url} is filled in)")
     parser.add_argument("--no-worker", action="store_true", help="skip the Functions worker measurement")
+    parser.add_argument("--import-only", action="store_true", help="measure the import only (no first answer)")
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    worker = not args.no_worker
+    worker = not (args.no_worker or args.import_only)
     if worker and not (WORKER_LIBS / "azure_functions_runtime").is_dir():
         print(f"no worker library in {WORKER_LIBS} (scripts/test installs it): skipping the worker path", file=sys.stderr)
         worker = False
@@ -172,7 +175,7 @@ def main() -> int:
         import_config = Path(tmp) / "gateway.json"
         import_config.write_text(json.dumps(config_for("http://127.0.0.1:9/mcp")))
         imports = measure_import(import_config, args.runs)
-    local, functions = measure_first_answer(config_for, args.runs, worker=worker)
+    local, functions = ([], None) if args.import_only else measure_first_answer(config_for, args.runs, worker=worker)
     load_after = _load()
 
     def ms(values: list[float]) -> str:
@@ -187,7 +190,8 @@ def main() -> int:
     print(f"| max RSS after the import | {statistics.median(s['rss_kib'] for s in imports) / 1024:.0f} MiB |")
     print(f"| modules loaded | {statistics.median(s['modules'] for s in imports):.0f} |")
     print(f"| optional stacks loaded | {', '.join(stacks) or 'none'} |")
-    print(f"| process start to first proxied answer, local server | {ms(local)} |")
+    if local:
+        print(f"| process start to first proxied answer, local server | {ms(local)} |")
     if functions is not None:
         print(f"| process start to first proxied answer, Functions worker | {ms(functions)} |")
     return 0
