@@ -39,16 +39,17 @@ from .headers import (
 from .httpclient import https_client
 from .caller import Caller
 from .inbound import InboundAuthenticator
+from .inbound.keys import key_secret_refs
 from .inbound.metadata import PRM_PREFIX
 from .legacy_sse import MessageEndpoints
 from .limits import BodyLimits, HeadLimits
-from .outbound import BackendCredentials
+from .outbound import BackendCredentials, uses_secret_store
 from .proxy import ProxyResponse, UpstreamClient, UpstreamTarget, open_upstream
-from .secrets import SecretStore
 from .signing import Signer
 
 if TYPE_CHECKING:
     from .openapi.server import OpenApiServers
+    from .secrets import SecretStore
 
 logger = logging.getLogger("shared.app")
 access_log = logging.getLogger("shared.access")
@@ -86,7 +87,7 @@ class Gateway:
         self._identity_http: httpx.AsyncClient | None = None
         self._rest_http: httpx.AsyncClient | None = None
         self.startup_error: Exception | None = None
-        self.secrets = SecretStore(config.gateway, environ=environ)
+        self.secrets = open_secret_store(config, environ)
         self.inbound = InboundAuthenticator(config, secrets=self.secrets, http=self._identity_client)
         self.outbound = BackendCredentials(config, secrets=self.secrets, environ=environ)
         self.openapi = self._openapi_servers()
@@ -200,7 +201,8 @@ class Gateway:
         also kept, so that /healthz answers 503 where the process cannot refuse to run.
         """
         try:
-            await self.secrets.check(self.inbound.keys.secret_refs())
+            if self.secrets is not None:
+                await self.secrets.check(self.inbound.keys.secret_refs())
             await self.outbound.startup_check()
             if self.openapi is not None:
                 await self.openapi.start()
@@ -222,7 +224,8 @@ class Gateway:
             self._rest_http = None
         await self.upstream.aclose()
         await self.outbound.aclose()
-        await self.secrets.aclose()
+        if self.secrets is not None:
+            await self.secrets.aclose()
         if self._identity_http is not None:
             await self._identity_http.aclose()
             self._identity_http = None
@@ -407,6 +410,20 @@ _HOME = {
     "health": "/healthz",
 }
 """What `GET /` answers: who this is, never which servers it fronts."""
+
+
+def open_secret_store(config: GatewayConfig, environ: Mapping[str, str] | None) -> SecretStore | None:
+    """Key Vault and the managed identity, for a config that reads the one or uses the other.
+
+    They bring the Azure SDKs and aiohttp, the largest imports of the gateway, so
+    secrets.py is imported here and only then: an MCP client's first connect after a
+    scale-out waits for every import. Without them, no key, secret or identity is used.
+    """
+    if not (key_secret_refs(config.subscriptions) or uses_secret_store(config)):
+        return None
+    from .secrets import SecretStore
+
+    return SecretStore(config.gateway, environ=environ)
 
 
 def create_app(config: GatewayConfig, *, environ: Mapping[str, str] | None = None) -> Gateway:

@@ -13,6 +13,7 @@
     ├── HeadersTooLarge        431  (request target and headers over the limit, or too many headers)
     ├── ClientClosedRequest    499  (the client left while its body was streaming up)
     ├── Unauthorized           401  (no or bad credential; WWW-Authenticate challenge)
+    │   └── TokenRejected      401  (a bearer token failed a validation check)
     ├── Forbidden              403  (valid credential, not allowed here: scope, role, server)
     ├── AuthUnavailable        503  (the credential cannot be checked now: the token issuer's keys are unreachable)
     ├── CredentialUnavailable  502/503 (the gateway could not get the backend's credential)
@@ -148,6 +149,10 @@ class Unauthorized(GatewayError):
     status = 401
     code = "unauthorized"
     jsonrpc_code = -32001
+
+
+class TokenRejected(Unauthorized):
+    """The token failed validation; the message says which check."""
 
 
 class Forbidden(GatewayError):

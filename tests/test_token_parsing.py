@@ -15,7 +15,8 @@ from shared.config.inbound import EntraAuth, JwtAuth, TokenRules
 from shared.errors import Forbidden, Unauthorized
 from shared.httpclient import https_client
 from shared.inbound.jwks import JwksCache
-from shared.inbound.tokens import TokenValidator, check_permissions
+from shared.inbound.permissions import check_permissions
+from shared.inbound.tokens import TokenValidator
 from test_inbound_tokens import AUDIENCE, CLIENT_APP, call, entra_server
 
 

@@ -10,20 +10,22 @@ request before it goes anywhere.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import httpx
 from starlette.requests import Request
 
 from ..config import GatewayConfig, ServerConfig
 from ..config.inbound import InboundAuth, Subscription
-from ..errors import Forbidden, GatewayError, Unauthorized
+from ..errors import Forbidden, GatewayError, TokenRejected, Unauthorized
 from ..headers import get_header, query_values
 from ..caller import ANONYMOUS, Caller
-from .jwks import JwksCache
 from .keys import SecretSource, SubscriptionKeys
 from .metadata import bearer_challenge, protected_resource_metadata, public_base_url
-from .tokens import TokenRejected, TokenValidator, check_permissions
+from .permissions import check_permissions
+
+if TYPE_CHECKING:
+    from .tokens import TokenValidator
 
 __all__ = ["ANONYMOUS", "Caller", "InboundAuthenticator"]
 
@@ -38,18 +40,13 @@ class InboundAuthenticator:
     ) -> None:
         self.config = config
         self.keys = SubscriptionKeys(config.subscriptions, secrets)
-        jwks_by_url: dict[str, JwksCache] = {}
-        self._validators: dict[str, TokenValidator] = {}
+        self._validators = _token_validators(config, http)
         self._dropped_headers: dict[str, frozenset[bytes]] = {}
         self._dropped_query: dict[str, frozenset[str]] = {}
         for server in config.servers.values():
             auth = server.auth
             if auth is None:
                 continue
-            token = auth.entra or auth.jwt
-            if token is not None:
-                jwks = jwks_by_url.setdefault(token.openid_config_url, JwksCache(token.openid_config_url, http))
-                self._validators[server.name] = TokenValidator(token, jwks)
             self._dropped_headers[server.name] = frozenset(
                 name.lower().encode() for name in _credential_headers(auth)
             )
@@ -162,6 +159,30 @@ class InboundAuthenticator:
         if scopes:
             document["scopes_supported"] = scopes
         return document
+
+
+def _token_validators(config: GatewayConfig, http: Callable[[], httpx.AsyncClient]) -> dict[str, TokenValidator]:
+    """A validator per server that takes bearer tokens, one JWKS cache per issuer.
+
+    tokens.py (pyjwt, cryptography) is imported here, only for a config with such a
+    server: an MCP client's first connect after a scale-out waits for every import.
+    """
+    token_settings = {
+        server.name: server.auth.entra or server.auth.jwt
+        for server in config.servers.values()
+        if server.auth is not None and (server.auth.entra or server.auth.jwt) is not None
+    }
+    if not token_settings:
+        return {}
+    from .jwks import JwksCache
+    from .tokens import TokenValidator
+
+    jwks_by_url: dict[str, JwksCache] = {}
+    validators: dict[str, TokenValidator] = {}
+    for name, token in token_settings.items():
+        jwks = jwks_by_url.setdefault(token.openid_config_url, JwksCache(token.openid_config_url, http))
+        validators[name] = TokenValidator(token, jwks)
+    return validators
 
 
 def _key_failure(auth: InboundAuth, message: str) -> GatewayError:

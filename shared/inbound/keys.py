@@ -79,9 +79,14 @@ class SubscriptionKeys:
 
     def secret_refs(self) -> list[SecretRef]:
         """Key Vault secrets holding keys, for start-up checks."""
-        refs = []
-        for subscription in self.subscriptions.values():
-            for ref in (subscription.primary, subscription.secondary):
-                if ref is not None and ref.secret is not None:
-                    refs.append(ref.secret)
-        return refs
+        return key_secret_refs(self.subscriptions)
+
+
+def key_secret_refs(subscriptions: Mapping[str, Subscription]) -> list[SecretRef]:
+    """Key Vault secrets holding the subscriptions' keys."""
+    refs = []
+    for subscription in subscriptions.values():
+        for ref in (subscription.primary, subscription.secondary):
+            if ref is not None and ref.secret is not None:
+                refs.append(ref.secret)
+    return refs

@@ -2,7 +2,8 @@
 
 A flat list of named checks. The algorithm is never taken from the token alone: it
 must be one of the asymmetric algorithms below AND one the signing key allows.
-Messages say what was wrong, never what the token said.
+Messages say what was wrong, never what the token said. What a valid token may do
+is permissions.py's question.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Callable, Iterable
 import jwt
 
 from ..config.inbound import ClaimRequirement, EntraAuth, JwtAuth, TokenRules
-from ..errors import AuthUnavailable, Forbidden, Unauthorized
+from ..errors import AuthUnavailable, TokenRejected
 from ..caller import Caller
 from .jwks import RETRY_AFTER_FAILURE_SECONDS, JwksCache, JwksUnavailable
 
@@ -27,10 +28,6 @@ MAX_TOKEN_BYTES = 16 * 1024
 _KID = re.compile(r"^[A-Za-z0-9_\-=.+/]{1,128}$")
 _FORBIDDEN_HEADER_PARAMS = ("jku", "jwk", "x5u", "x5c", "crit")
 _VALIDATED_CACHE_SIZE = 10_000
-
-
-class TokenRejected(Unauthorized):
-    """The token failed validation; the message says which check."""
 
 
 def _claim_values(value: Any, separator: str | None) -> list[str]:
@@ -207,43 +204,3 @@ class TokenValidator:
         if settings.client_application_ids and app_id not in settings.client_application_ids:
             raise TokenRejected("calling application is not allowed")
         return app_id
-
-
-def _holds_scope(held: frozenset[str], required: str, audiences: tuple[str, ...]) -> bool:
-    """Entra writes a scope into `scp` by its short name (`mcp.access`), while clients ask
-    for it, and metadata advertises it, in full (`api://mcp-gateway/mcp.access`). The token's
-    audience has been checked against this server's, so a short name in it is one of this
-    API's scopes when the full name's prefix is one of those audiences."""
-    if required in held:
-        return True
-    resource, slash, name = required.rpartition("/")
-    return bool(slash) and resource in audiences and name in held
-
-
-def check_permissions(caller: Caller, rules: TokenRules, challenge: Callable[[str, str], dict[str, str]]) -> None:
-    """Valid token, but is it allowed here? 403 insufficient_scope when not. The rule (docs/inbound.md):
-
-    - requiredRoles: every token must hold at least one of them;
-    - requiredScopes: a delegated token (it has `scp`) must hold all of them; an app-only
-      token (no `scp`) cannot hold scopes, so it passes this rule only by holding a required role.
-    """
-    has_role = bool(rules.required_roles) and bool(caller.roles & set(rules.required_roles))
-    if rules.required_roles and not has_role:
-        raise Forbidden(
-            "token lacks a required role",
-            headers=challenge("insufficient_scope", "token lacks a required role"),
-        )
-    if not rules.required_scopes:
-        return
-    if "scp" in caller.claims:
-        missing = [s for s in rules.required_scopes if not _holds_scope(caller.scopes, s, rules.audiences)]
-        if missing:
-            raise Forbidden(
-                "token lacks the required scope(s): " + " ".join(missing),
-                headers=challenge("insufficient_scope", "token lacks the required scope"),
-            )
-    elif not has_role:
-        raise Forbidden(
-            "an app-only token needs a required role here (it cannot hold the required scopes)",
-            headers=challenge("insufficient_scope", "token lacks the required scope"),
-        )

@@ -13,12 +13,16 @@ module each:
 Tokens are cached in one TokenCache (refresh ahead of expiry, single flight);
 secrets in the gateway's SecretStore. Failures become CredentialUnavailable
 (502/503): the client is told which server failed, the logs which step.
+
+A mode's module is imported when the config names the mode (`_mode`): msal and the
+Azure SDKs take longer to import than the rest of the gateway, and an MCP client's
+first connect after a scale-out waits for every import.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from starlette.types import Scope
 
@@ -33,50 +37,74 @@ from ..config.outbound import (
 from ..errors import ConfigError, CredentialUnavailable
 from ..caller import Caller
 from ..retry import DEFAULT_POLICY
-from ..secrets import SecretStore
 from .base import Machinery, Mode, RawHeaders
 from .cache import TokenCache
-from .client_credentials import ClientCredentialsMode
-from .forward import WHY_DISCOURAGED, ForwardAuthorizationMode
-from .managed_identity import ManagedIdentityMode
-from .msal_apps import MsalApps
-from .on_behalf_of import OnBehalfOfMode
-from .secret_header import SecretHeaderMode
+
+if TYPE_CHECKING:
+    from ..secrets import SecretStore
+    from .msal_apps import MsalApps
 
 logger = logging.getLogger("shared.outbound")
 
 
 class BackendCredentials:
-    """One per gateway process; caches live here."""
+    """One per gateway process; caches live here.
+
+    `secrets` is the gateway's SecretStore, None when no mode needs one (see `uses_secret_store`).
+    """
 
     def __init__(
-        self, config: GatewayConfig, *, secrets: SecretStore, environ: Mapping[str, str] | None = None
+        self, config: GatewayConfig, *, secrets: SecretStore | None, environ: Mapping[str, str] | None = None
     ) -> None:
         self.config = config
-        self.machinery = Machinery(secrets=secrets, identity=secrets.identity, tokens=TokenCache(), retry=DEFAULT_POLICY)
-        self.msal = MsalApps(self.machinery, config.gateway.ca_bundle)
+        self.tokens = TokenCache()
+        self.machinery = (
+            None
+            if secrets is None
+            else Machinery(secrets=secrets, identity=secrets.identity, tokens=self.tokens, retry=DEFAULT_POLICY)
+        )
+        self._msal: MsalApps | None = None
         self.modes: dict[str, Mode] = {
             server.name: self._mode(server)
             for server in config.servers.values()
             if server.outbound is not None
         }
-        for server in config.servers.values():
-            if isinstance(server.outbound, ForwardAuthorizationOutbound):
-                logger.warning("server %r: %s", server.name, WHY_DISCOURAGED)
 
     def _mode(self, server: ServerConfig) -> Mode:
+        """The server's mode, its module imported now (once per process: at start-up)."""
         outbound = server.outbound
+        if isinstance(outbound, ForwardAuthorizationOutbound):
+            from .forward import WHY_DISCOURAGED, ForwardAuthorizationMode
+
+            logger.warning("server %r: %s", server.name, WHY_DISCOURAGED)
+            return ForwardAuthorizationMode(checks_tokens=server.auth is not None and server.auth.token_rules is not None)
+        if self.machinery is None:
+            raise TypeError(f"server {server.name!r}: its outbound mode needs the SecretStore (see uses_secret_store)")
         if isinstance(outbound, ManagedIdentityOutbound):
+            from .managed_identity import ManagedIdentityMode
+
             return ManagedIdentityMode(outbound, self.machinery)
         if isinstance(outbound, ClientCredentialsOutbound):
-            return ClientCredentialsMode(outbound, self.machinery, self.msal)
+            from .client_credentials import ClientCredentialsMode
+
+            return ClientCredentialsMode(outbound, self.machinery, self._msal_apps(self.machinery))
         if isinstance(outbound, OnBehalfOfOutbound):
-            return OnBehalfOfMode(outbound, self.machinery, self.msal)
+            from .on_behalf_of import OnBehalfOfMode
+
+            return OnBehalfOfMode(outbound, self.machinery, self._msal_apps(self.machinery))
         if isinstance(outbound, SecretHeaderOutbound):
+            from .secret_header import SecretHeaderMode
+
             return SecretHeaderMode(outbound, self.machinery)
-        if isinstance(outbound, ForwardAuthorizationOutbound):
-            return ForwardAuthorizationMode(checks_tokens=server.auth is not None and server.auth.token_rules is not None)
         raise TypeError(f"unknown outbound mode {type(outbound).__name__}")  # pragma: no cover - closed set
+
+    def _msal_apps(self, machinery: Machinery) -> MsalApps:
+        """One MsalApps for every clientCredentials and onBehalfOf server."""
+        if self._msal is None:
+            from .msal_apps import MsalApps
+
+            self._msal = MsalApps(machinery, self.config.gateway.ca_bundle)
+        return self._msal
 
     def credential_headers(self, server: ServerConfig) -> frozenset[bytes]:
         """Header names this server's mode sets: a caller's own copies must not reach the backend."""
@@ -84,10 +112,6 @@ class BackendCredentials:
         if isinstance(outbound, SecretHeaderOutbound):
             return frozenset({outbound.header.lower().encode("ascii")})
         return frozenset({b"authorization"}) if outbound is not None else frozenset()
-
-    @property
-    def tokens(self) -> TokenCache:
-        return self.machinery.tokens
 
     async def headers_for(self, server: ServerConfig, caller: Caller, request: Scope) -> RawHeaders:
         """Headers to add to the backend request (e.g. Authorization: Bearer <backend token>)."""
@@ -107,12 +131,22 @@ class BackendCredentials:
 
     async def startup_check(self) -> None:
         """Fail start-up on what can be known wrong before the first request (missing secrets)."""
-        await self.machinery.secrets.check(outbound_secret_refs(self.config))
+        if self.machinery is not None:
+            await self.machinery.secrets.check(outbound_secret_refs(self.config))
 
     async def aclose(self) -> None:
         """Release clients and caches (the SecretStore is closed by its owner)."""
-        await self.machinery.tokens.aclose()
-        self.msal.close()
+        await self.tokens.aclose()
+        if self._msal is not None:
+            self._msal.close()
+
+
+def uses_secret_store(config: GatewayConfig) -> bool:
+    """Whether some server's mode reads Key Vault or the managed identity: all but forwardAuthorization do."""
+    return any(
+        server.outbound is not None and not isinstance(server.outbound, ForwardAuthorizationOutbound)
+        for server in config.servers.values()
+    )
 
 
 def outbound_secret_refs(config: GatewayConfig) -> list[SecretRef]:
@@ -136,6 +170,8 @@ async def check_secrets(
 
     Returns how many were read; any that cannot be read is a ConfigError naming it.
     """
+    from ..secrets import SecretStore
+
     refs = [*outbound_secret_refs(config), *extra]
     store = SecretStore(config.gateway, environ=environ)
     try:
@@ -147,4 +183,4 @@ async def check_secrets(
     return len({(r.vault_url, r.name.lower(), r.version) for r in refs})
 
 
-__all__ = ["BackendCredentials", "check_secrets", "outbound_secret_refs"]
+__all__ = ["BackendCredentials", "check_secrets", "outbound_secret_refs", "uses_secret_store"]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from starlette.types import Scope
 
-from ..identity import ManagedIdentity
 from ..caller import Caller
 from ..retry import RetryPolicy
-from ..secrets import SecretStore
 from .cache import TokenCache
+
+if TYPE_CHECKING:  # the Azure SDKs: loaded only for a config whose modes use them
+    from ..identity import ManagedIdentity
+    from ..secrets import SecretStore
 
 RawHeaders = list[tuple[bytes, bytes]]
 
