@@ -182,19 +182,19 @@ def as_gateway_config(block: Block, document: Any) -> dict[str, Any] | None:
     """The gateway config a block is, or a fragment of (placed where it belongs); None if neither."""
     if not isinstance(document, dict) or not document or is_vscode(document) or "mcpServers" in document:
         return None
-    keys = set(document)
+    keys = set(document)  # by intersection, so that a misspelt field reaches the loader
     if not block.fragment:
-        return document if "servers" in document and keys <= DOCUMENT_KEYS else None
-    if keys <= DOCUMENT_KEYS:
+        return document if "servers" in document else None
+    if keys & DOCUMENT_KEYS:
         servers = dict(document.get("servers", {}))
         for subscription in document.get("subscriptions", {}).values():
             for name in subscription.get("servers", ()):
                 if name != "*" and name not in servers:
                     servers[name] = sample_server({})  # the rest of the config
         return {**document, "servers": servers or {"example": sample_server({})}}
-    if keys <= SERVER_KEYS:
+    if keys & SERVER_KEYS:
         return {"servers": {"example": sample_server(document)}}
-    if keys <= AUTH_KEYS:
+    if keys & AUTH_KEYS:
         return {"servers": {"example": sample_server({"auth": document})}}
     return None
 
