@@ -249,7 +249,7 @@ class Variant:
                         Entra and managed identity emulators (bench/azure_emulators.py), whose
                         values fill {placeholders} in server, gateway, subscriptions, env and
                         request_headers
-    targets:            issue 6's targets for this variant (defaults: the anonymous ones)
+    targets:            the performance targets for this variant (defaults: the anonymous ones)
     command:            argv that serves the gateway, before --config/--port/--host
                         (default: python -m shared serve; a prototype may replace it)
     """

@@ -43,7 +43,7 @@ from harness import (  # noqa: E402
 LOAD_BACKENDS = ("raw", "sdk-json", "sdk-sse")
 SSE_BACKENDS = ("raw-sse", "sdk-sse")
 
-# Targets from issue 6 (shown, never asserted): these defaults are the anonymous variant's; a
+# Performance targets (shown, never asserted): these defaults are the anonymous variant's; a
 # variant file overrides them in "targets" (full-auth: 0.60, 0.7 ms, 500 us).
 TARGETS = {"rpsRatioC64": 0.70, "addedP50Ms": 0.5, "cpuUs": 500, "firstEventMs": 1.0, "kibPerStream": 50}
 
@@ -228,8 +228,8 @@ def markdown(
 def target_lines(
     load: list[dict[str, Any]], sse: list[dict[str, Any]], idle: dict[str, dict[str, Any]], targets: dict[str, dict[str, float]]
 ) -> list[str]:
-    """Issue 6's targets for each gateway variant: shown for reading, never asserted."""
-    lines = ["### Issue 6 targets (gateway variants)", ""]
+    """The performance targets for each gateway variant: shown for reading, never asserted."""
+    lines = ["### Performance targets (gateway variants)", ""]
     gateways = sorted({r["target"] for r in load if r["target"].startswith("gateway:")} | set(idle))
     for gw in gateways:
         if not gw.startswith("gateway:"):
@@ -243,8 +243,8 @@ def target_lines(
             if row["backend"] == "sdk-json" and "rps_ratio" in hi:
                 checks.append((f"sdk-json req/s c=64 vs direct {hi['rps_ratio']:.2f} (>= {t['rpsRatioC64']})", hi["rps_ratio"] >= t["rpsRatioC64"]))
             if row["backend"] == "sdk-sse" and "rps_ratio" in hi:
-                # Issue 6 set the throughput target on the stateless JSON SDK backend (its
-                # reference table); SSE answers cost every proxy per event, so: reported, not judged.
+                # The throughput target is set on the stateless JSON SDK backend (the reference
+                # backend); SSE answers cost every proxy per event, so: reported, not judged.
                 nginx = next((r.get("c64", {}).get("rps_ratio") for r in load if r["target"] == "nginx" and r["backend"] == "sdk-sse"), None)
                 checks.append((f"sdk-sse req/s c=64 vs direct {hi['rps_ratio']:.2f} (SSE answers, for reference; nginx {_fmt(nginx)})", None))
             if row["backend"] == "raw" and "added_p50_ms" in lo:

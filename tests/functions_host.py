@@ -1,7 +1,7 @@
 """A stand-in for the Azure Functions host, driving the real Python worker library.
 
-Core Tools (the host) cannot be installed here, but the library the Python worker loads
-can: `azure-functions-runtime` (the worker's indexing, invocation and HTTP-streaming
+Instead of Core Tools (the host), the tests load what the Python worker loads:
+`azure-functions-runtime` (the worker's indexing, invocation and HTTP-streaming
 code) with the worker's protobuf messages. This process plays the host's two parts:
 
 - the worker protocol, with the real `FunctionRpc` messages: WorkerInitRequest (with

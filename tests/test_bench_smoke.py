@@ -1,6 +1,6 @@
 """The benchmark keeps working: bench/run.py --quick end to end (a ~10 s smoke).
 
-No timing is asserted here (issue 6): the smoke only proves that every process
+No timing is asserted here (timings belong in the benchmark): the smoke only proves that every process
 starts (the Entra and managed identity emulators included), every target (direct,
 nginx, each gateway variant: anonymous and full-auth) answers every backend with a
 real JSON-RPC result, the full-auth variant refuses a request without its key or

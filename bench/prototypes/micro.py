@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/prototypes/micro.py
 
-Numbers are microseconds per call on this machine; they rank the steps, they do not
+Numbers are microseconds per call on the machine that runs it; they rank the steps, they do not
 add up to the end-to-end cost (which also pays for the event loop and syscalls).
 """
 
