@@ -10,9 +10,10 @@ request before it goes anywhere.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import httpx
+import jwt
 from starlette.requests import Request
 
 from ..config import GatewayConfig, ServerConfig
@@ -22,10 +23,22 @@ from ..headers import get_header, query_values
 from ..caller import ANONYMOUS, Caller
 from .jwks import JwksCache
 from .keys import SecretSource, SubscriptionKeys
-from .metadata import bearer_challenge, protected_resource_metadata, public_base_url
+from .metadata import bearer_challenge, issuer_url, protected_resource_metadata, public_base_url, resource_url
 from .tokens import TokenRejected, TokenValidator, check_permissions
 
-__all__ = ["ANONYMOUS", "Caller", "InboundAuthenticator"]
+__all__ = ["ANONYMOUS", "Caller", "InboundAuthenticator", "OwnTokens"]
+
+
+class OwnTokens(Protocol):
+    """The gateway's own access tokens, for servers with sign-in (implemented by shared.oauth)."""
+
+    def is_ours(self, header: dict[str, Any]) -> bool:
+        """Whether an unverified token header names the gateway's algorithm and key."""
+        ...
+
+    def verify(self, token: str, *, issuer: str, audience: str) -> Caller:
+        """The caller, or TokenRejected."""
+        ...
 
 
 class InboundAuthenticator:
@@ -37,6 +50,8 @@ class InboundAuthenticator:
         http: Callable[[], httpx.AsyncClient],
     ) -> None:
         self.config = config
+        self.own_tokens: OwnTokens | None = None
+        """Set by the app when some server has sign-in."""
         self.keys = SubscriptionKeys(config.subscriptions, secrets)
         jwks_by_url: dict[str, JwksCache] = {}
         self._validators: dict[str, TokenValidator] = {}
@@ -128,7 +143,7 @@ class InboundAuthenticator:
             error.status = rules.failed_status
             raise error
         try:
-            caller = await validator.validate(token)
+            caller = self._own_token(server, request, token) or await validator.validate(token)
         except TokenRejected as rejected:
             error = Unauthorized(
                 rules.failed_message or rejected.message, headers=challenge("invalid_token", rejected.message)
@@ -136,6 +151,32 @@ class InboundAuthenticator:
             error.status = rules.failed_status
             raise error from None
         check_permissions(caller, rules, challenge)
+        return caller
+
+    def _own_token(self, server: ServerConfig, request: Request, token: str) -> Caller | None:
+        """The caller of a gateway-issued token on a sign-in server; None for any other token.
+
+        The two kinds cannot be mistaken: the gateway signs ES256 under its own key id,
+        Entra validation takes RS256 only.
+        """
+        if self.own_tokens is None or not (server.auth and server.auth.entra and server.auth.entra.sign_in):
+            return None
+        if len(token) > 16 * 1024:
+            return None  # the Entra validator refuses it as too large
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return None  # the Entra validator names what is wrong
+        if not self.own_tokens.is_ours(header):
+            return None
+        base = public_base_url(request, self.config.gateway)
+        return self.own_tokens.verify(token, issuer=issuer_url(base, server), audience=resource_url(base, server))
+
+    async def check_entra_token(self, server: ServerConfig, token: str) -> Caller:
+        """An Entra access token checked as this server checks the ones clients bring (for sign-in)."""
+        validator = self._validators[server.name]
+        caller = await validator.validate(token)
+        check_permissions(caller, validator.rules, lambda error, description: {})
         return caller
 
     # -- protected resource metadata -----------------------------------------------------
