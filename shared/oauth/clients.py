@@ -71,14 +71,16 @@ def check_redirect_uri(uri: Any, field: str = "redirect_uris") -> str:
     return uri
 
 
-def _host(netloc: str) -> str:
-    """The host of `host[:port]`, IPv6 kept in brackets, lower case."""
+def _host(netloc: str) -> str | None:
+    """The host of `host[:port]`, IPv6 kept in brackets, lower case; None for anything with user info."""
+    if "@" in netloc:
+        return None
     if netloc.startswith("["):
         return netloc[: netloc.find("]") + 1].lower()
     return netloc.rpartition(":")[0].lower() if ":" in netloc else netloc.lower()
 
 
-def _without_port(uri: str) -> tuple[str, str, str, str]:
+def _without_port(uri: str) -> tuple[str, str | None, str, str]:
     parts = urlsplit(uri)
     return parts.scheme, _host(parts.netloc), parts.path, parts.query
 
@@ -88,7 +90,7 @@ def redirect_allowed(client: Client, presented: str) -> bool:
     if presented in client.redirect_uris:
         return True
     parts = urlsplit(presented)
-    if parts.scheme != "http" or _host(parts.netloc) not in LOOPBACK_HOSTS:
+    if parts.scheme != "http" or _host(parts.netloc) not in LOOPBACK_HOSTS or parts.fragment or "#" in presented:
         return False
     try:
         port = parts.port
