@@ -75,15 +75,15 @@ def gateway_app(entra, key_vault) -> RegisteredApp:
 
 @pytest.fixture
 def start_sign_in(start_server, entra, key_vault, managed_identity_env, emulator_pki, gateway_app) -> Callable[..., SignInSetup]:
-    def start(*, servers: dict[str, dict[str, Any]] | None = None, environ: dict[str, str] | None = None,
+    def start(*, servers: Callable[[str], dict[str, dict[str, Any]]] | None = None, environ: dict[str, str] | None = None,
               gateway: dict[str, Any] | None = None, backend: Any = None) -> SignInSetup:
         backend_server = start_server(backend or build_app("stateless"))
         url = f"{backend_server.base_url}/mcp"
-        servers = servers or {"docs": sign_in_server(url, entra, gateway_app),
-                              "other": sign_in_server(url, entra, gateway_app)}
+        entries = servers(url) if servers else {"docs": sign_in_server(url, entra, gateway_app),
+                                                 "other": sign_in_server(url, entra, gateway_app)}
         settings = {"caBundle": emulator_pki.ca_path, "keyVaultUrl": key_vault.vault_url,
                     "signIn": {"allowPrivateNetworkClientMetadata": True}, **(gateway or {})}
-        document = gateway_config(servers, **settings)
+        document = gateway_config(entries, **settings)
         app = create_app(parse_config(document), environ={"MCP_GATEWAY_SIGNING_KEY": SIGNING_KEY, **(environ or {})})
         base = start_server(app).base_url
         gateway_app.redirect_uris.append(f"{base}/oauth/callback")

@@ -189,7 +189,10 @@ class ClientMetadataFetcher:
             raise _refused("not JSON") from None
         if not isinstance(document, dict) or document.get("client_id") != url:
             raise _refused("its client_id is not the URL it was fetched from")
-        client = parse_client_metadata(document, client_id=url, kind="metadata")
+        try:
+            client = parse_client_metadata(document, client_id=url, kind="metadata")
+        except OAuthError as error:
+            raise _refused(error.message) from None
         return client, cache_seconds(response.headers, self.clock())
 
     async def aclose(self) -> None:
