@@ -4,7 +4,7 @@ The page is rendered on the server with every value escaped, and locked down: a 
 Content-Security-Policy (nothing loads; the form may only go to the gateway, and its
 answer only lead to Entra's authorize endpoint or the client's redirect URI: Chromium
 applies `form-action` to the redirects that follow a form post too), no framing, no
-referrer, no caching.
+referrer to other sites, no caching.
 
 The browser binding is a random browser id in an HttpOnly cookie, named inside every
 sealed step (the consent form, Entra's `state`). SameSite=Lax, not Strict: Entra sends
@@ -35,7 +35,7 @@ _BROWSER_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _STYLE = (
     "body{font-family:system-ui,sans-serif;background:#f5f5f5;margin:0;padding:2rem;color:#1b1b1b}"
     "main{max-width:34rem;margin:auto;background:#fff;padding:2rem;border-radius:8px;box-shadow:0 1px 4px #0002}"
-    "h1{font-size:1.3rem;margin-top:0}dt{font-weight:600;margin-top:.6rem}dd{margin:0;word-break:break-all}"
+    "h1{font-size:1.3rem;margin-top:0}dt{font-weight:600;margin-top:.6rem}dd{margin:0;overflow-wrap:anywhere}"
     ".warn{color:#8a4b00}form{display:flex;gap:1rem;margin-top:1.5rem}"
     "button{font-size:1rem;padding:.6rem 1.4rem;border-radius:4px;border:1px solid #555;cursor:pointer}"
     "#approve{background:#0b5cad;color:#fff;border-color:#0b5cad}"
@@ -85,7 +85,9 @@ def security_headers(form_targets: list[str]) -> dict[str, str]:
         ),
         "x-frame-options": "DENY",
         "x-content-type-options": "nosniff",
-        "referrer-policy": "no-referrer",
+        # not no-referrer: with it, Chromium sends `Origin: null` on the form's own POST, which the
+        # gateway's Origin check must refuse; same-origin sends nothing to any other site
+        "referrer-policy": "same-origin",
         "cache-control": "no-store",
         "pragma": "no-cache",
     }
