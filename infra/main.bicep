@@ -261,6 +261,12 @@ output PROTECTED_RESOURCE_METADATA_URL string = 'https://${functionApp.outputs.d
 @description('Entra tenant of the subscription: auth.entra.tenantId in the gateway config.')
 output ENTRA_TENANT_ID string = tenant().tenantId
 
+@description('Sign-in\'s shared state: gateway.store = {"tableStorage": {"endpoint": STATE_TABLE_ENDPOINT, "table": STATE_TABLE_NAME}}.')
+output STATE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
+
+@description('Table for sign-in\'s shared state (the gateway identity is Storage Table Data Contributor on the account).')
+output STATE_TABLE_NAME string = storage.outputs.stateTableName
+
 @description('Name of the function app (for func azure functionapp publish / az functionapp).')
 output FUNCTION_APP_NAME string = functionApp.outputs.name
 

@@ -43,18 +43,25 @@ from .inbound.keys import key_secret_refs
 from .inbound.metadata import PRM_PREFIX
 from .legacy_sse import MessageEndpoints
 from .limits import BodyLimits, HeadLimits
-from .outbound import BackendCredentials, uses_secret_store
+from .outbound import BackendCredentials, uses_secret_store, uses_sign_in
 from .proxy import ProxyResponse, UpstreamClient, UpstreamTarget, open_upstream
 from .signing import Signer
+from .settings import env
+from .config.model import MemoryStoreConfig
 
 if TYPE_CHECKING:
+    from .oauth import SignInService
     from .openapi.server import OpenApiServers
     from .secrets import SecretStore
 
 logger = logging.getLogger("shared.app")
 access_log = logging.getLogger("shared.access")
 
-RouteKind = Literal["home", "health", "metadata", "mcp", "sse", "message", "openapi"]
+RouteKind = Literal[
+    "home", "health", "metadata", "mcp", "sse", "message", "openapi",
+    # sign-in (servers with auth.entra.signIn): the gateway as authorization server
+    "oauth-metadata", "jwks", "authorize", "consent", "callback", "token", "register",
+]
 
 _METHODS: Mapping[RouteKind, frozenset[str]] = {
     "home": frozenset({"GET"}),
@@ -65,7 +72,15 @@ _METHODS: Mapping[RouteKind, frozenset[str]] = {
     "message": frozenset({"POST"}),
     # The gateway's own stateless MCP server: no GET stream, no session to DELETE.
     "openapi": frozenset({"POST"}),
+    "oauth-metadata": frozenset({"GET"}),
+    "jwks": frozenset({"GET"}),
+    "authorize": frozenset({"GET"}),
+    "consent": frozenset({"POST"}),
+    "callback": frozenset({"GET"}),
+    "token": frozenset({"POST"}),
+    "register": frozenset({"POST"}),
 }
+_SIGN_IN_ROUTES = frozenset({"oauth-metadata", "jwks", "authorize", "consent", "callback", "token", "register"})
 _CREDENTIAL_QUERY_PARAMS = frozenset({"subscription-key"})
 
 
@@ -91,6 +106,7 @@ class Gateway:
         self.inbound = InboundAuthenticator(config, secrets=self.secrets, http=self._identity_client)
         self.outbound = BackendCredentials(config, secrets=self.secrets, environ=environ)
         self.openapi = self._openapi_servers()
+        self.sign_in = self._sign_in_service(environ)
         # Per-server facts the hot path needs, worked out once.
         self._routes = self._known_routes()
         self._targets = {name: UpstreamTarget.parse(server.url) for name, server in config.servers.items()}
@@ -120,6 +136,32 @@ class Gateway:
             *(self.inbound.credential_headers(server) for server in config.servers.values())
         )
 
+    def _sign_in_service(self, environ: Mapping[str, str] | None) -> "SignInService | None":
+        """The authorization server facade, when some server offers sign-in (else nothing is built or loaded)."""
+        if not uses_sign_in(self.config):
+            return None
+        from .oauth import SignInService
+        from .oauth.entra import EntraSignInClient
+        from .oauth.keys import SignInKeys
+        from .store import build_store
+
+        assert self.secrets is not None  # uses_secret_store covers sign-in
+        keys = SignInKeys.from_settings(environ)  # refuses to start without the shared key
+        if isinstance(self.config.gateway.store, MemoryStoreConfig) and env("WEBSITE_HOSTNAME", environ):
+            logger.warning(
+                "sign-in keeps its single-use codes in memory (gateway.store): with more than one instance, "
+                "a code could be redeemed once on each; configure gateway.store.tableStorage"
+            )
+        service = SignInService(
+            self.config,
+            keys=keys,
+            store=build_store(self.config.gateway.store, identity=self.secrets.identity),
+            entra=EntraSignInClient(self.outbound.msal_apps()),
+            check_entra_token=self.inbound.check_entra_token,
+        )
+        self.inbound.own_tokens = service.tokens
+        return service
+
     def _known_routes(self) -> dict[str, Route]:
         """Every valid path, resolved once: the hot path is one dict lookup."""
         routes = {"/": Route("home"), "/healthz": Route("health")}
@@ -131,6 +173,16 @@ class Gateway:
                 routes[f"/mcp/{name}/message"] = Route("message", server)
             else:
                 routes[f"/mcp/{name}"] = Route("mcp", server)
+        if self.sign_in is not None:
+            routes.update({"/oauth/jwks": Route("jwks"), "/oauth/consent": Route("consent"),
+                           "/oauth/callback": Route("callback")})
+            for name, server in self.sign_in.servers.items():
+                for path in (f"/.well-known/oauth-authorization-server/oauth/{name}",
+                             f"/.well-known/openid-configuration/oauth/{name}",
+                             f"/oauth/{name}/.well-known/openid-configuration"):
+                    routes[path] = Route("oauth-metadata", server)
+                for kind in ("authorize", "token", "register"):
+                    routes[f"/oauth/{name}/{kind}"] = Route(kind, server)  # type: ignore[arg-type]
         return routes
 
     def _openapi_servers(self) -> "OpenApiServers | None":
@@ -217,6 +269,8 @@ class Gateway:
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def aclose(self) -> None:
+        if self.sign_in is not None:
+            await self.sign_in.aclose()
         if self.openapi is not None:
             await self.openapi.aclose()
         if self._rest_http is not None:
@@ -252,6 +306,11 @@ class Gateway:
                 return JSONResponse({**_HOME, "docs": self.config.gateway.docs_url})
             if route.kind == "metadata":
                 return self._metadata(request, route)
+            if route.kind in _SIGN_IN_ROUTES:
+                body = self._request_body(request)
+                if body is not None:
+                    body.refuse_declared_oversize()
+                return await self._sign_in(request, route, body)
             assert route.server is not None
             body = self._request_body(request)
             if body is not None:
@@ -320,6 +379,26 @@ class Gateway:
         if not self.config.gateway.public_base_url:
             headers["vary"] = self._metadata_vary
         return JSONResponse(document, headers=headers)
+
+    async def _sign_in(self, request: Request, route: Route, body: RequestBody | None) -> Response:
+        service, server, kind = self.sign_in, route.server, route.kind
+        assert service is not None
+        if kind == "oauth-metadata" or kind == "jwks":
+            document = service.metadata(server, request) if server is not None else service.jwks()
+            headers = {"access-control-allow-origin": "*", "cache-control": "max-age=300"}
+            if not self.config.gateway.public_base_url and kind == "oauth-metadata":
+                headers["vary"] = self._metadata_vary
+            return JSONResponse(document, headers=headers)
+        if kind == "consent":
+            return await service.consent(request, body)
+        if kind == "callback":
+            return await service.callback(request)
+        assert server is not None
+        if kind == "authorize":
+            return await service.authorize(server, request)
+        if kind == "token":
+            return await service.token(server, request, body)
+        return await service.register(server, request, body)
 
     def _request_body(self, request: Request) -> RequestBody | None:
         if request.method in ("GET", "DELETE", "HEAD"):

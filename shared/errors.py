@@ -18,7 +18,8 @@
     ├── AuthUnavailable        503  (the credential cannot be checked now: the token issuer's keys are unreachable)
     ├── CredentialUnavailable  502/503 (the gateway could not get the backend's credential)
     ├── BackendUnavailable     502  (refused, reset, bad answer)
-    └── BackendTimeout         504
+    ├── BackendTimeout         504
+    └── OAuthError             400/401/503 (sign-in endpoints: RFC 6749 / RFC 7591 error bodies)
 
 Messages are written for the caller: they name what was wrong, never a credential.
 `client_message` is what a response body carries; an error whose message names
@@ -213,12 +214,37 @@ class BackendTimeout(GatewayError):
     jsonrpc_code = -32005
 
 
+class OAuthError(GatewayError):
+    """An OAuth protocol error of the gateway's sign-in endpoints.
+
+    `code` is the RFC 6749 / RFC 7591 error code (`invalid_request`, `invalid_grant`,
+    `invalid_client`, `invalid_redirect_uri`, ...); the body is the OAuth shape
+    `{"error", "error_description"}`, which OAuth clients read. Descriptions name what
+    was wrong, never a token or a secret.
+    """
+
+    jsonrpc_code = -32600
+
+    def __init__(self, code: str, message: str, *, status: int = 400, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers=headers)
+        self.code = code
+        self.status = status
+
+
 def error_response(error: GatewayError, jsonrpc_id: Any = NO_ID) -> Response:
     """The only place an error becomes an HTTP response body.
 
     A JSON-RPC request gets a JSON-RPC error with its own `id`, so an MCP client can
-    match it to the call it made; anything else gets a small JSON error object.
+    match it to the call it made; an OAuth endpoint's error has the OAuth shape; anything
+    else gets a small JSON error object.
     """
+    if isinstance(error, OAuthError):
+        return Response(
+            json.dumps({"error": error.code, "error_description": error.client_message}, separators=(",", ":")).encode(),
+            status_code=error.status,
+            headers={"cache-control": "no-store", **error.headers},
+            media_type="application/json",
+        )
     if jsonrpc_id is NO_ID:
         body: dict[str, Any] = {"error": {"code": error.code, "message": error.client_message}}
     else:

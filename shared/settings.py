@@ -47,7 +47,8 @@ SETTINGS: tuple[Setting, ...] = (
         "MCP_GATEWAY_SIGNING_KEY",
         "bicep",
         "At least 32 random characters shared by every instance: signs the legacy SSE message URLs the "
-        "gateway hands out, so a POST may land on any instance. Without it each process uses a random key.",
+        "gateway hands out, so a POST may land on any instance, and is the root of sign-in's keys (token "
+        "signing, sealing). Without it each process uses a random key, and sign-in refuses to start.",
     ),
     Setting(
         "AZURE_CLIENT_ID",

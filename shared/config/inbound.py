@@ -7,6 +7,7 @@ from typing import Any, Literal, Mapping
 
 from ..errors import ConfigError
 from .model import ENTRA_AUTHORITY, SecretRef
+from .outbound import EntraApp, app_credential
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,24 @@ class TokenRules:
 
 
 @dataclass(frozen=True)
+class EntraSignIn:
+    """The gateway as the server's authorization server, signing users in to Entra as `app`."""
+
+    app: EntraApp
+    scopes: tuple[str, ...]
+    """Entra scopes asked for (openid, profile and offline_access are added)."""
+    access_token_lifetime: int = 900
+    refresh_token_lifetime: int = 14 * 86400
+
+
+@dataclass(frozen=True)
 class EntraAuth:
     tenant_id: str
     rules: TokenRules
     client_application_ids: tuple[str, ...] = ()
     authority_host: str = ENTRA_AUTHORITY
     v1_issuer: str | None = None
+    sign_in: EntraSignIn | None = None
 
     @property
     def v2_issuer(self) -> str:
@@ -145,16 +158,47 @@ def _rules(raw: Mapping[str, Any], audiences: tuple[str, ...]) -> TokenRules:
     )
 
 
-def _entra(raw: Mapping[str, Any]) -> EntraAuth:
+def _entra(raw: Mapping[str, Any], prefix: str) -> EntraAuth:
     audiences = list(raw["audiences"])
     for app_id in raw.get("backendApplicationIds", ()):
         audiences += [app_id, f"api://{app_id}"]
+    rules = _rules(raw, tuple(dict.fromkeys(audiences)))
+    authority_host = raw.get("authorityHost", ENTRA_AUTHORITY).rstrip("/")
+    sign_in = _sign_in(raw["signIn"], raw, rules, authority_host, f"{prefix}.signIn") if "signIn" in raw else None
+    client_ids = tuple(raw.get("clientApplicationIds", ()))
+    if sign_in is not None and client_ids and sign_in.app.client_id not in client_ids:
+        # Tokens the gateway obtains at sign-in are issued to its own app: it is a calling app too.
+        client_ids += (sign_in.app.client_id,)
     return EntraAuth(
         tenant_id=raw["tenantId"],
-        rules=_rules(raw, tuple(dict.fromkeys(audiences))),
-        client_application_ids=tuple(raw.get("clientApplicationIds", ())),
-        authority_host=raw.get("authorityHost", ENTRA_AUTHORITY).rstrip("/"),
+        rules=rules,
+        client_application_ids=client_ids,
+        authority_host=authority_host,
         v1_issuer=raw.get("v1Issuer"),
+        sign_in=sign_in,
+    )
+
+
+def _sign_in(
+    raw: Mapping[str, Any], entra: Mapping[str, Any], rules: TokenRules, authority_host: str, prefix: str
+) -> EntraSignIn:
+    if rules.header_name.lower() != "authorization" or rules.query_parameter_name:
+        raise ConfigError(prefix, "sign-in issues bearer tokens for the Authorization header: drop headerName and queryParameterName")
+    scopes = tuple(raw.get("scopes", ())) or rules.required_scopes or (f"{rules.audiences[0].rstrip('/')}/.default",)
+    resources = {scope.rpartition("/")[0] for scope in scopes}
+    if len(resources) != 1 or "" in resources:
+        raise ConfigError(f"{prefix}.scopes", "must be scopes of one Entra resource, e.g. 'api://<app id>/mcp.access'")
+    app = EntraApp(
+        tenant_id=entra["tenantId"],
+        client_id=raw["clientId"],
+        credential=app_credential(raw, prefix),
+        authority_host=authority_host,
+    )
+    return EntraSignIn(
+        app=app,
+        scopes=scopes,
+        access_token_lifetime=int(raw.get("accessTokenLifetimeSeconds", EntraSignIn.access_token_lifetime)),
+        refresh_token_lifetime=int(raw.get("refreshTokenLifetimeSeconds", EntraSignIn.refresh_token_lifetime)),
     )
 
 
@@ -184,6 +228,6 @@ def build_inbound(raw: Mapping[str, Any] | None, prefix: str) -> InboundAuth | N
         )
         if key is not None
         else None,
-        entra=_entra(raw["entra"]) if "entra" in raw else None,
+        entra=_entra(raw["entra"], f"{prefix}.entra") if "entra" in raw else None,
         jwt=_jwt(raw["jwt"]) if "jwt" in raw else None,
     )

@@ -20,7 +20,18 @@ from ..errors import ConfigError
 from ..settings import env
 from .inbound import build_inbound, build_subscriptions
 from .openapi import build_openapi
-from .model import HOP_BY_HOP, CorsPolicy, GatewayConfig, GatewaySettings, ServerConfig, Timeouts
+from .model import (
+    HOP_BY_HOP,
+    CorsPolicy,
+    GatewayConfig,
+    GatewaySettings,
+    MemoryStoreConfig,
+    ServerConfig,
+    SignInSettings,
+    StoreConfig,
+    TableStoreConfig,
+    Timeouts,
+)
 from .outbound import build_outbound, check_outbound_against_auth
 
 logger = logging.getLogger("shared.config")
@@ -202,7 +213,27 @@ def _build_gateway(raw: Mapping[str, Any]) -> GatewaySettings:
         ),
         body_idle_timeout_seconds=float(raw.get("bodyIdleTimeoutSeconds", GatewaySettings.body_idle_timeout_seconds)),
         min_body_bytes_per_second=float(raw.get("minBodyBytesPerSecond", GatewaySettings.min_body_bytes_per_second)),
+        sign_in=_build_sign_in(raw.get("signIn", {})),
+        store=_build_store(raw.get("store", {"memory": {}})),
     )
+
+
+def _build_sign_in(raw: Mapping[str, Any]) -> SignInSettings:
+    return SignInSettings(
+        client_metadata_documents=raw.get("clientMetadataDocuments", True),
+        dynamic_client_registration=raw.get("dynamicClientRegistration", True),
+        allow_private_network_client_metadata=raw.get("allowPrivateNetworkClientMetadata", False),
+    )
+
+
+def _build_store(raw: Mapping[str, Any]) -> StoreConfig:
+    if "tableStorage" in raw:
+        table = raw["tableStorage"]
+        _check_url("gateway.store.tableStorage.endpoint", table["endpoint"])
+        return TableStoreConfig(
+            endpoint=table["endpoint"].rstrip("/"), table=table.get("table", "mcpgateway"), client_id=table.get("clientId")
+        )
+    return MemoryStoreConfig()
 
 
 def parse_config(document: Any, *, base_dir: Path | None = None) -> GatewayConfig:
@@ -268,6 +299,12 @@ def warn_about_risks(config: GatewayConfig) -> None:
         logger.warning("gateway.allowedOrigins contains '*': any web page may call the gateway")
     if config.gateway.cors and "*" in config.gateway.cors.allow_origins:
         logger.warning("gateway.cors.allowOrigins contains '*': any web page may read the gateway's answers")
+    sign_in = [s.name for s in config.servers.values() if s.auth and s.auth.entra and s.auth.entra.sign_in]
+    if sign_in and config.gateway.sign_in.allow_private_network_client_metadata:
+        logger.warning(
+            "gateway.signIn.allowPrivateNetworkClientMetadata is on: client metadata documents are fetched from "
+            "private and loopback addresses too (for tests only: it opens the gateway's network to its callers)"
+        )
     if config.gateway.trust_forwarded_headers:
         logger.warning(
             "gateway.trustForwardedHeaders is on: only safe behind a proxy that sets X-Forwarded-Proto and "

@@ -66,6 +66,33 @@ class CorsPolicy:
 
 
 @dataclass(frozen=True)
+class SignInSettings:
+    """Gateway-wide settings of the sign-in facade (servers with auth.entra.signIn)."""
+
+    client_metadata_documents: bool = True
+    dynamic_client_registration: bool = True
+    allow_private_network_client_metadata: bool = False
+    """Tests only: fetch client metadata documents from private and loopback addresses."""
+
+
+@dataclass(frozen=True)
+class MemoryStoreConfig:
+    """Shared state kept in this process: right for one instance only."""
+
+
+@dataclass(frozen=True)
+class TableStoreConfig:
+    """Shared state in an Azure Table Storage table, reached with the managed identity."""
+
+    endpoint: str
+    table: str = "mcpgateway"
+    client_id: str | None = None
+
+
+StoreConfig = MemoryStoreConfig | TableStoreConfig
+
+
+@dataclass(frozen=True)
 class GatewaySettings:
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
@@ -93,6 +120,8 @@ class GatewaySettings:
     """Longest pause between chunks of a request body (nginx's client_body_timeout)."""
     min_body_bytes_per_second: float = 240.0
     """Average rate a body must keep once it has taken body_idle_timeout_seconds (Kestrel's minimum)."""
+    sign_in: SignInSettings = SignInSettings()
+    store: StoreConfig = MemoryStoreConfig()
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ def _default_scope(value: str, field: str) -> str:
     return value
 
 
-def _app_credential(raw: Mapping[str, Any], prefix: str) -> AppCredential:
+def app_credential(raw: Mapping[str, Any], prefix: str) -> AppCredential:
     given = [k for k in ("clientSecret", "certificate", "managedIdentityAssertion") if k in raw]
     if len(given) != 1:
         raise ConfigError(prefix, "give exactly one of clientSecret, certificate or managedIdentityAssertion")
@@ -137,7 +137,7 @@ def _app(raw: Mapping[str, Any], prefix: str) -> EntraApp:
     return EntraApp(
         tenant_id=raw["tenantId"],
         client_id=raw["clientId"],
-        credential=_app_credential(raw, prefix),
+        credential=app_credential(raw, prefix),
         authority_host=raw.get("authorityHost", ENTRA_AUTHORITY).rstrip("/"),
     )
 

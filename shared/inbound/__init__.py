@@ -10,7 +10,7 @@ request before it goes anywhere.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import httpx
 from starlette.requests import Request
@@ -21,13 +21,25 @@ from ..errors import Forbidden, GatewayError, TokenRejected, Unauthorized
 from ..headers import get_header, query_values
 from ..caller import ANONYMOUS, Caller
 from .keys import SecretSource, SubscriptionKeys
-from .metadata import bearer_challenge, protected_resource_metadata, public_base_url
+from .metadata import bearer_challenge, issuer_url, protected_resource_metadata, public_base_url, resource_url
 from .permissions import check_permissions
 
 if TYPE_CHECKING:
     from .tokens import TokenValidator
 
-__all__ = ["ANONYMOUS", "Caller", "InboundAuthenticator"]
+__all__ = ["ANONYMOUS", "Caller", "InboundAuthenticator", "OwnTokens"]
+
+
+class OwnTokens(Protocol):
+    """The gateway's own access tokens, for servers with sign-in (implemented by shared.oauth)."""
+
+    def is_ours(self, header: dict[str, Any]) -> bool:
+        """Whether an unverified token header names the gateway's algorithm and key."""
+        ...
+
+    def verify(self, token: str, *, issuer: str, audience: str) -> Caller:
+        """The caller, or TokenRejected."""
+        ...
 
 
 class InboundAuthenticator:
@@ -39,6 +51,8 @@ class InboundAuthenticator:
         http: Callable[[], httpx.AsyncClient],
     ) -> None:
         self.config = config
+        self.own_tokens: OwnTokens | None = None
+        """Set by the app when some server has sign-in."""
         self.keys = SubscriptionKeys(config.subscriptions, secrets)
         self._validators = _token_validators(config, http)
         self._dropped_headers: dict[str, frozenset[bytes]] = {}
@@ -125,7 +139,7 @@ class InboundAuthenticator:
             error.status = rules.failed_status
             raise error
         try:
-            caller = await validator.validate(token)
+            caller = self._own_token(server, request, token) or await validator.validate(token)
         except TokenRejected as rejected:
             error = Unauthorized(
                 rules.failed_message or rejected.message, headers=challenge("invalid_token", rejected.message)
@@ -133,6 +147,34 @@ class InboundAuthenticator:
             error.status = rules.failed_status
             raise error from None
         check_permissions(caller, rules, challenge)
+        return caller
+
+    def _own_token(self, server: ServerConfig, request: Request, token: str) -> Caller | None:
+        """The caller of a gateway-issued token on a sign-in server; None for any other token.
+
+        The two kinds cannot be mistaken: the gateway signs ES256 under its own key id,
+        Entra validation takes RS256 only.
+        """
+        if self.own_tokens is None or not (server.auth and server.auth.entra and server.auth.entra.sign_in):
+            return None
+        if len(token) > 16 * 1024:
+            return None  # the Entra validator refuses it as too large
+        import jwt  # loaded already: a sign-in server takes Entra tokens too
+
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return None  # the Entra validator names what is wrong
+        if not self.own_tokens.is_ours(header):
+            return None
+        base = public_base_url(request, self.config.gateway)
+        return self.own_tokens.verify(token, issuer=issuer_url(base, server), audience=resource_url(base, server))
+
+    async def check_entra_token(self, server: ServerConfig, token: str) -> Caller:
+        """An Entra access token checked as this server checks the ones clients bring (for sign-in)."""
+        validator = self._validators[server.name]
+        caller = await validator.validate(token)
+        check_permissions(caller, validator.rules, lambda error, description: {})
         return caller
 
     # -- protected resource metadata -----------------------------------------------------

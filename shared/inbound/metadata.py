@@ -25,12 +25,21 @@ def resource_url(base: str, server: ServerConfig) -> str:
     return f"{base}/mcp/{server.name}"
 
 
+def issuer_url(base: str, server: ServerConfig) -> str:
+    """The gateway's own authorization server for a server with sign-in (one issuer per server)."""
+    return f"{base}/oauth/{server.name}"
+
+
 def metadata_url(base: str, server: ServerConfig) -> str:
     return f"{base}{PRM_PREFIX}/mcp/{server.name}"
 
 
-def authorization_servers(token: EntraAuth | JwtAuth, discovered_issuer: str | None) -> list[str]:
+def authorization_servers(
+    token: EntraAuth | JwtAuth, discovered_issuer: str | None, base: str = "", server: ServerConfig | None = None
+) -> list[str]:
     if isinstance(token, EntraAuth):
+        if token.sign_in is not None and server is not None:
+            return [issuer_url(base, server)]
         return [token.v2_issuer]
     if token.issuers:
         return list(token.issuers)
@@ -42,7 +51,7 @@ def protected_resource_metadata(
 ) -> dict[str, Any]:
     document: dict[str, Any] = {
         "resource": resource_url(base, server),
-        "authorization_servers": authorization_servers(token, discovered_issuer),
+        "authorization_servers": authorization_servers(token, discovered_issuer, base, server),
         "bearer_methods_supported": ["header"],
     }
     if token.rules.required_scopes:

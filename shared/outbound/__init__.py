@@ -98,8 +98,14 @@ class BackendCredentials:
             return SecretHeaderMode(outbound, self.machinery)
         raise TypeError(f"unknown outbound mode {type(outbound).__name__}")  # pragma: no cover - closed set
 
+    def msal_apps(self) -> MsalApps:
+        """The shared MsalApps, for sign-in's confidential client."""
+        if self.machinery is None:
+            raise TypeError("msal needs the SecretStore (see uses_secret_store)")
+        return self._msal_apps(self.machinery)
+
     def _msal_apps(self, machinery: Machinery) -> MsalApps:
-        """One MsalApps for every clientCredentials and onBehalfOf server."""
+        """One MsalApps for every clientCredentials and onBehalfOf server, and sign-in."""
         if self._msal is None:
             from .msal_apps import MsalApps
 
@@ -141,9 +147,15 @@ class BackendCredentials:
             self._msal.close()
 
 
+def uses_sign_in(config: GatewayConfig) -> bool:
+    """Whether some server offers sign-in (the gateway as authorization server)."""
+    return any(s.auth is not None and s.auth.entra is not None and s.auth.entra.sign_in for s in config.servers.values())
+
+
 def uses_secret_store(config: GatewayConfig) -> bool:
-    """Whether some server's mode reads Key Vault or the managed identity: all but forwardAuthorization do."""
-    return any(
+    """Whether Key Vault or the managed identity may be read: every outbound mode but
+    forwardAuthorization, and sign-in (its confidential client and its shared store)."""
+    return uses_sign_in(config) or any(
         server.outbound is not None and not isinstance(server.outbound, ForwardAuthorizationOutbound)
         for server in config.servers.values()
     )

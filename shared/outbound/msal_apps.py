@@ -130,8 +130,16 @@ class MsalApps:
         self, app: EntraApp, step: str, call: Callable[[msal.ConfidentialClientApplication], dict[str, Any]]
     ) -> Token:
         """Run one msal token call (in a thread) with bounded retries; `step` names it in errors."""
+        issued, result = await self.result(app, step, call)
+        return _result_token(result, issued)
 
-        async def once() -> Token:
+    async def result(
+        self, app: EntraApp, step: str, call: Callable[[msal.ConfidentialClientApplication], dict[str, Any]]
+    ) -> tuple[float, dict[str, Any]]:
+        """(when it was asked, msal's whole answer) of a successful token call: sign-in needs
+        the refresh and ID token claims too. Refusals raise like `acquire`."""
+
+        async def once() -> tuple[float, dict[str, Any]]:
             client = await self._client(app)
             issued = time.time()
             try:
@@ -140,7 +148,8 @@ class MsalApps:
                 raise Transient(f"token endpoint unreachable ({type(error).__name__})") from None
             except msal.exceptions.MsalServiceError:
                 raise Transient("token endpoint answered a server error") from None
-            return _result_token(result, issued)
+            _result_token(result, issued)  # raises for an error answer
+            return issued, result
 
         return await with_retries(step, once, self.machinery.retry)
 

@@ -10,9 +10,15 @@ Endpoints (``{tenant}`` is the tenant id or a registered alias):
 * ``GET /{tenant}/v2.0/.well-known/openid-configuration`` (what msal fetches)
 * ``GET /{tenant}/.well-known/openid-configuration`` (v1 metadata)
 * ``GET /{tenant}/discovery/v2.0/keys`` and ``/{tenant}/discovery/keys`` (JWKS)
+* ``GET /{tenant}/oauth2/v2.0/authorize``: the authorization code flow with a
+  scripted user (``EntraEmulator.user``, who signs in at once, or declines when
+  ``user_declines``): registered redirect URIs only, PKCE (``S256`` or ``plain``,
+  as Entra), and Entra's refusal of the RFC 8707 ``resource`` parameter sent with
+  v2 scopes (AADSTS9010010).
 * ``POST /{tenant}/oauth2/v2.0/token``: ``client_credentials``, on-behalf-of
-  (``jwt-bearer`` + ``requested_token_use=on_behalf_of``) and ``refresh_token``
-  (for refresh tokens this emulator issued during OBO).
+  (``jwt-bearer`` + ``requested_token_use=on_behalf_of``), ``authorization_code``
+  (single use, same client and redirect URI, PKCE verifier) and ``refresh_token``
+  (for refresh tokens this emulator issued; rotated on use, as Entra does).
 
 Issuers: v2 tokens carry ``{authority_host}/{tid}/v2.0`` (the real service uses
 ``https://login.microsoftonline.com/{tid}/v2.0``; here the host is the
@@ -27,8 +33,9 @@ Entra rules apply (v2 token -> ``aud`` is the API's app id GUID, v1 token ->
 ``default_access_token_version`` and ``aud`` equal to the requested resource,
 i.e. ``api://x/.default`` -> ``aud == "api://x"``.
 
-Not emulated: interactive/device/ROPC grants, conditional access, consent
-(every requested delegated scope is granted), token encryption, PoP.
+Not emulated: device/ROPC grants, conditional access, consent (every requested
+delegated scope is granted), a sign-in page (the scripted user answers at once),
+token encryption, PoP.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 from cryptography import x509
@@ -53,7 +61,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from emulators.faults import FaultAndLogMiddleware, FaultInjector, RequestLog
@@ -148,6 +156,7 @@ class RegisteredApp:
     app_roles: dict[str, list[str]] = field(default_factory=dict)
     delegated_scopes: dict[str, list[str]] = field(default_factory=dict)
     display_name: str = ""
+    redirect_uris: list[str] = field(default_factory=list)  # web redirect URIs, matched exactly
 
     def __post_init__(self) -> None:
         if not self.identifier_uris:
@@ -171,6 +180,28 @@ class RegisteredApp:
                 if hashlib.new(algorithm, der).digest() == wanted:
                     return cert
         return None
+
+
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    """One request that reached /authorize, as the browser sent it."""
+
+    client_id: str | None
+    redirect_uri: str | None
+    scope: str
+    params: dict[str, str]
+    outcome: str  # "code", or the error sent back / shown
+
+
+@dataclass
+class _IssuedCode:
+    client_id: str
+    redirect_uri: str
+    challenge: str | None
+    method: str
+    scopes: list[str]
+    user: dict[str, Any]
+    expires_at: float
 
 
 @dataclass(frozen=True)
@@ -231,6 +262,17 @@ class EntraEmulator:
         self._apps: dict[str, RegisteredApp] = {}
         self._refresh_tokens: dict[str, tuple[str, dict[str, Any]]] = {}
         self._token_requests: list[TokenRequest] = []
+        self._codes: dict[str, _IssuedCode] = {}
+        self.authorize_requests: list[AuthorizeRequest] = []
+        self.user: dict[str, Any] = {
+            "oid": DEFAULT_USER_OID,
+            "sub": DEFAULT_USER_OID,
+            "name": "Emulated User",
+            "preferred_username": "user@contoso.onmicrosoft.com",
+        }
+        """The scripted user: who signs in at /authorize (claims carried into tokens)."""
+        self.user_declines = False
+        """The scripted user cancels the sign-in (Entra answers access_denied)."""
         self.jwks_fetches = 0
         self.openid_config_fetches = 0
         self.jwks_failure_status: int | None = None
@@ -247,6 +289,7 @@ class EntraEmulator:
                 Route("/{tenant}/discovery/v2.0/keys", self._jwks, methods=["GET"]),
                 Route("/{tenant}/discovery/keys", self._jwks, methods=["GET"]),
                 Route("/{tenant}/oauth2/v2.0/token", self._token, methods=["POST"]),
+                Route("/{tenant}/oauth2/v2.0/authorize", self._authorize, methods=["GET"]),
             ],
             middleware=[Middleware(FaultAndLogMiddleware, faults=self.faults, log=self.requests)],
         )
@@ -288,6 +331,10 @@ class EntraEmulator:
     @property
     def token_endpoint(self) -> str:
         return f"{self.authority}/oauth2/v2.0/token"
+
+    @property
+    def authorize_endpoint(self) -> str:
+        return f"{self.authority}/oauth2/v2.0/authorize"
 
     @property
     def jwks_uri(self) -> str:
@@ -354,6 +401,7 @@ class EntraEmulator:
         app_roles: dict[str, list[str]] | None = None,
         delegated_scopes: dict[str, list[str]] | None = None,
         display_name: str = "",
+        redirect_uris: list[str] | None = None,
     ) -> RegisteredApp:
         app = RegisteredApp(
             client_id=client_id or str(uuid.uuid4()),
@@ -362,6 +410,7 @@ class EntraEmulator:
             app_roles=dict(app_roles or {}),
             delegated_scopes=dict(delegated_scopes or {}),
             display_name=display_name,
+            redirect_uris=list(redirect_uris or []),
         )
         if secret:
             app.secrets.add(secret)
@@ -600,7 +649,7 @@ class EntraEmulator:
             grant = "on_behalf_of"
         user: str | None = None
         try:
-            if grant not in ("client_credentials", "on_behalf_of", "refresh_token"):
+            if grant not in ("client_credentials", "on_behalf_of", "refresh_token", "authorization_code"):
                 raise OAuthError(400, "unsupported_grant_type", 70003, f"The app requested an unsupported grant type '{grant_type}'.")
             if not client_id:
                 raise OAuthError(400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
@@ -612,9 +661,13 @@ class EntraEmulator:
                     700016,
                     f"Application with identifier '{client_id}' was not found in the directory '{self.tenant_id}'.",
                 )
+            if "resource" in form and resource_scopes:
+                raise _resource_with_scopes()
             self._authenticate_client(app, form, tenant)
             if grant == "client_credentials":
                 body = self._client_credentials(app, resource_scopes)
+            elif grant == "authorization_code":
+                body, user = self._authorization_code(app, form, raw_scopes, resource_scopes)
             elif grant == "on_behalf_of":
                 body, user = self._on_behalf_of(app, form, raw_scopes, resource_scopes)
             else:
@@ -860,9 +913,100 @@ class EntraEmulator:
     def _refresh(
         self, app: RegisteredApp, form: Mapping[str, str], raw_scopes: list[str], resource_scopes: list[str]
     ) -> tuple[dict[str, Any], str | None]:
+        presented = form.get("refresh_token", "")
         with self._lock:
-            entry = self._refresh_tokens.get(form.get("refresh_token", ""))
+            entry = self._refresh_tokens.get(presented)
         if entry is None or entry[0] != app.client_id:
             raise OAuthError(400, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
         user_claims = entry[1]
-        return self._user_token_response(app, user_claims, raw_scopes, resource_scopes, form), str(user_claims["oid"])
+        body = self._user_token_response(app, user_claims, raw_scopes, resource_scopes, form)
+        if "refresh_token" in body:
+            with self._lock:  # rotated: the old one is spent
+                self._refresh_tokens.pop(presented, None)
+        return body, str(user_claims["oid"])
+
+    def _authorization_code(
+        self, app: RegisteredApp, form: Mapping[str, str], raw_scopes: list[str], resource_scopes: list[str]
+    ) -> tuple[dict[str, Any], str | None]:
+        with self._lock:
+            issued = self._codes.pop(form.get("code", ""), None)  # single use, even when refused below
+        if issued is None or issued.expires_at < time.time() or issued.client_id != app.client_id:
+            raise OAuthError(400, "invalid_grant", 70008, "The provided authorization code or refresh token has expired due to inactivity.")
+        if form.get("redirect_uri") != issued.redirect_uri:
+            raise OAuthError(400, "invalid_grant", 50148, "The redirect_uri does not match the one in the authorization request.")
+        if issued.challenge is not None:
+            verifier = form.get("code_verifier", "")
+            if issued.method == "S256":
+                computed = _b64url(hashlib.sha256(verifier.encode()).digest())
+            else:
+                computed = verifier
+            if not verifier or computed != issued.challenge:
+                raise OAuthError(400, "invalid_grant", 501481, "The Code_Verifier does not match the code_challenge supplied in the authorization request.")
+        scopes = resource_scopes or sorted(s for s in issued.scopes if s not in OIDC_SCOPES)
+        body = self._user_token_response(app, issued.user, raw_scopes or issued.scopes, scopes, form)
+        return body, str(issued.user["oid"])
+
+    # -- the authorization endpoint ------------------------------------------------
+    async def _authorize(self, request: Request) -> Response:
+        """Entra's /authorize with a scripted user; errors are redirected once the redirect URI is known good."""
+        tenant = request.path_params["tenant"]
+        params = {k: v for k, v in request.query_params.items()}
+        client_id, redirect_uri = params.get("client_id"), params.get("redirect_uri")
+        scope = params.get("scope", "")
+
+        def log(outcome: str) -> None:
+            with self._lock:
+                self.authorize_requests.append(AuthorizeRequest(client_id, redirect_uri, scope, params, outcome))
+
+        if not self._known_tenant(tenant):
+            log("invalid_tenant")
+            return PlainTextResponse(f"AADSTS90002: Tenant '{tenant}' not found.", status_code=400)
+        app = self.app_for(client_id or "")
+        if app is None:
+            log("unauthorized_client")
+            return PlainTextResponse(f"AADSTS700016: Application with identifier '{client_id}' was not found.", status_code=400)
+        if not redirect_uri or redirect_uri not in app.redirect_uris:
+            log("redirect_uri_mismatch")
+            return PlainTextResponse("AADSTS50011: The redirect URI specified in the request does not match the redirect URIs configured for the application.", status_code=400)
+
+        def back(**answer: str) -> Response:
+            if "state" in params:
+                answer["state"] = params["state"]
+            return RedirectResponse(f"{redirect_uri}?{urlencode(answer)}", status_code=302)
+
+        def refuse(error: OAuthError) -> Response:
+            log(error.error)
+            return back(error=error.error, error_description=error.body()["error_description"])
+
+        raw_scopes = scope.split()
+        resource_scopes = [s for s in raw_scopes if s not in OIDC_SCOPES]
+        if params.get("response_type") != "code":
+            return refuse(OAuthError(400, "unsupported_response_type", 700054, "response_type is not supported."))
+        if "resource" in params and resource_scopes:
+            return refuse(_resource_with_scopes())
+        try:
+            self._single_resource(resource_scopes, require_default=False)
+        except OAuthError as error:
+            return refuse(error)
+        challenge = params.get("code_challenge")
+        method = params.get("code_challenge_method", "plain" if challenge else "")
+        if challenge is not None and method not in ("S256", "plain"):
+            return refuse(OAuthError(400, "invalid_request", 501491, "Invalid code_challenge_method."))
+        if self.user_declines:
+            return refuse(OAuthError(400, "access_denied", 65004, "User declined to consent to access the app."))
+        code = _b64url(uuid.uuid4().bytes + uuid.uuid4().bytes)
+        with self._lock:
+            self._codes[code] = _IssuedCode(
+                app.client_id, redirect_uri, challenge, method, raw_scopes, dict(self.user), time.time() + 600
+            )
+        log("code")
+        return back(code=code, session_state=str(uuid.uuid4()))
+
+
+def _resource_with_scopes() -> OAuthError:
+    return OAuthError(
+        400,
+        "invalid_target",
+        9010010,
+        "The resource parameter provided in the request doesn't match with the requested scopes.",
+    )
