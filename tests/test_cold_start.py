@@ -18,8 +18,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-OPTIONAL_STACKS = ("azure.identity", "azure.keyvault", "azure.core", "aiohttp", "msal", "requests", "jwt", "cryptography")
-"""Libraries only some configs need: Key Vault and the managed identity, msal, token validation."""
+OPTIONAL_STACKS = (
+    "azure.identity", "azure.keyvault", "azure.core", "azure.data", "aiohttp", "msal", "requests", "jwt", "cryptography",
+    "mcp", "yaml", "shared.openapi", "shared.oauth", "shared.store",
+)
+"""Libraries and gateway packages only some configs need: Key Vault and the managed identity,
+msal, token validation, REST APIs as MCP servers (the MCP SDK), sign-in and its store."""
 SERVERS = ("uvicorn", "fastapi")
 """The local server, and the Functions extension's framework: the gateway itself needs neither."""
 
