@@ -75,6 +75,23 @@ async def test_a_redirect_uri_the_client_did_not_register_is_refused_without_red
     assert other_port.status_code == 200 and "Attack Test Client" in other_port.text
 
 
+@pytest.mark.parametrize("presented", [
+    "http://[::1]x;frame-ancestors *;:80/cb",   # text between the bracket and the port
+    "http://[::1]evil:80/cb",
+    "http://[::1]:80x/cb",
+    "http://127.0.0.1:80:81/cb",
+    "http://[::1]:80/c b",                       # a character no registered URI may hold
+])
+async def test_a_loopback_redirect_with_anything_but_a_port_after_the_host_is_refused(setup, presented):
+    """A loopback redirect matches on any port, and only the port: the presented URI is
+    written into the consent page's Content-Security-Policy, where a `;` would add a directive."""
+    client_id = await register(setup.base, redirect_uris=["http://[::1]:1/cb"])
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(authorize_url(setup.base, client_id, redirect_uri=presented, verifier=pkce.new_verifier()))
+    assert answer.status_code == 400, presented
+    assert "location" not in answer.headers and "frame-ancestors *" not in answer.headers.get("content-security-policy", "")
+
+
 async def test_the_token_request_must_name_the_same_redirect_uri(setup):
     client_id = await register(setup.base)
     verifier = pkce.new_verifier()

@@ -26,6 +26,8 @@ _DCR_PREFIX = "dcr."
 # Characters a redirect URI may hold: RFC 3986's, less those that would break the
 # Content-Security-Policy it is written into (`;`, `,`, quotes, spaces).
 _URI_CHARS = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&()*+=%]+$")
+# `host[:port]` and nothing else: what follows an IPv6 literal's bracket must be a port.
+_NETLOC = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\[\]:@]*)(?::[0-9]*)?$")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -72,12 +74,10 @@ def check_redirect_uri(uri: Any, field: str = "redirect_uris") -> str:
 
 
 def _host(netloc: str) -> str | None:
-    """The host of `host[:port]`, IPv6 kept in brackets, lower case; None for anything with user info."""
-    if "@" in netloc:
-        return None
-    if netloc.startswith("["):
-        return netloc[: netloc.find("]") + 1].lower()
-    return netloc.rpartition(":")[0].lower() if ":" in netloc else netloc.lower()
+    """The host of `host[:port]`, IPv6 kept in brackets, lower case; None for anything else
+    (user info, or text after the host that is not a port)."""
+    match = _NETLOC.match(netloc)
+    return match.group(1).lower() if match else None
 
 
 def _without_port(uri: str) -> tuple[str, str | None, str, str]:
@@ -89,6 +89,8 @@ def redirect_allowed(client: Client, presented: str) -> bool:
     """Exact match, or a loopback redirect registered without regard to its port (RFC 8252 7.3)."""
     if presented in client.redirect_uris:
         return True
+    if len(presented) > MAX_URI_CHARS or not _URI_CHARS.match(presented):
+        return False
     parts = urlsplit(presented)
     if parts.scheme != "http" or _host(parts.netloc) not in LOOPBACK_HOSTS or parts.fragment or "#" in presented:
         return False
