@@ -98,3 +98,23 @@ def test_policy_config_is_checked():
     with pytest.raises(ConfigError, match="streamable-http"):
         parse_config({"servers": {"a": {"url": "http://127.0.0.1:9/sse", "transport": "sse", "anonymous": True,
                                         "policy": {"default": "allow"}}}})
+
+
+def test_event_stream_filter_rewrites_only_the_list_event_even_when_fed_byte_by_byte():
+    import json
+
+    from shared.caller import Caller
+    from shared.config.policy import build_policy
+    from shared.policy.lists import EventStreamFilter
+    from shared.policy.rules import ServerRules
+
+    rules = ServerRules(build_policy({"default": "allow", "rules": [{"effect": "deny", "names": ["add"]}]}, "p"))
+    progress = b'event: message\r\ndata: {"jsonrpc":"2.0","method":"notifications/progress","params":{}}\r\n\r\n'
+    listing = b'id: 7\r\ndata: {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"add"},{"name":"sub"}]}}\r\n\r\n'
+    stream = EventStreamFilter(rules, Caller())
+    out = b"".join(stream.feed(progress[i : i + 1]) for i in range(len(progress)))
+    assert out == progress  # passed on byte for byte, as soon as the event was whole
+    out = b"".join(stream.feed(listing[i : i + 1]) for i in range(len(listing)))
+    assert out.startswith(b"id: 7\n")
+    data = json.loads(out.split(b"data: ", 1)[1])
+    assert data["result"]["tools"] == [{"name": "sub"}]
