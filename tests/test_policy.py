@@ -118,3 +118,17 @@ def test_event_stream_filter_rewrites_only_the_list_event_even_when_fed_byte_by_
     assert out.startswith(b"id: 7\n")
     data = json.loads(out.split(b"data: ", 1)[1])
     assert data["result"]["tools"] == [{"name": "sub"}]
+
+
+async def test_the_gateway_refuses_a_duplicate_key_body_and_answers_a_denied_call_with_its_id(start_server, start_gateway):
+    backend = start_server(build_app("json"))
+    url = start_gateway(_config(f"{backend.base_url}/mcp")) + "/mcp/backend"
+    headers = {"Ocp-Apim-Subscription-Key": USER_KEY, "content-type": "application/json",
+               "accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
+    async with httpx.AsyncClient() as http:
+        twice = b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"slow_progress","name":"add"}}'
+        assert (await http.post(url, content=twice, headers=headers)).status_code == 400
+        denied = await http.post(url, json={"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                                            "params": {"name": "add", "arguments": {"a": 1, "b": 2}}}, headers=headers)
+        assert denied.status_code == 200
+        assert denied.json()["id"] == 4 and denied.json()["error"]["message"] == "unknown tool: add"
