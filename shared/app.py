@@ -11,7 +11,7 @@ import time
 
 import httpx
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Literal, Mapping
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -52,6 +52,7 @@ from .config.model import MemoryStoreConfig
 if TYPE_CHECKING:
     from .oauth import SignInService
     from .openapi.server import OpenApiServers
+    from .policy import Admitted, PolicyGate
     from .secrets import SecretStore
 
 logger = logging.getLogger("shared.app")
@@ -106,6 +107,7 @@ class Gateway:
         self.inbound = InboundAuthenticator(config, secrets=self.secrets, http=self._identity_client)
         self.outbound = BackendCredentials(config, secrets=self.secrets, environ=environ)
         self.openapi = self._openapi_servers()
+        self.policy = self._policy_gate()
         self.sign_in = self._sign_in_service(environ)
         # Per-server facts the hot path needs, worked out once.
         self._routes = self._known_routes()
@@ -204,6 +206,14 @@ class Gateway:
             ),
             max_body_bytes=self.config.gateway.max_body_bytes,
         )
+
+    def _policy_gate(self) -> "PolicyGate | None":
+        """MCP-aware rules, loaded only when some server has a policy."""
+        if not any(server.policy is not None for server in self.config.servers.values()):
+            return None
+        from .policy import PolicyGate
+
+        return PolicyGate(self.config)
 
     def _rest_client(self) -> httpx.AsyncClient:
         """REST APIs are called through the same upstream transport (pool) as MCP backends."""
@@ -317,10 +327,11 @@ class Gateway:
                 body.refuse_declared_oversize()
             refuse_repeated_params(request.scope, self._credential_query[route.server.name])
             caller = await self.inbound.authenticate(route.server, request)
+            admitted = await self._authorize(request, route.server, body, caller) if route.server.policy else None
             if route.kind == "openapi":
                 response = await self._serve_openapi(request, route.server, body, caller)
             else:
-                response = await self._forward(request, route, body, caller)
+                response = await self._forward(request, route, body, caller, admitted)
         except GatewayError as error:
             response = await self._error_response(error, body)
             self.cors.decorate(request, response.raw_headers)
@@ -440,7 +451,16 @@ class Gateway:
         response.raw_headers += self.cors.response_headers(request)
         return response
 
-    async def _forward(self, request: Request, route: Route, body: RequestBody | None, caller: Caller) -> ProxyResponse:
+    async def _authorize(
+        self, request: Request, server: ServerConfig, body: RequestBody | None, caller: Caller
+    ) -> "Admitted":
+        """The server's policy: the calls in the body checked against its rules (or an error raised)."""
+        assert self.policy is not None
+        return await self.policy.admit(server, request, body, caller)
+
+    async def _forward(
+        self, request: Request, route: Route, body: RequestBody | None, caller: Caller, admitted: "Admitted | None" = None
+    ) -> Response:
         server = route.server
         assert server is not None
         query = strip_query_params(request.scope.get("query_string", b""), self._dropped_query[server.name])
@@ -459,23 +479,38 @@ class Gateway:
             extra=self._extra_headers[server.name],
         )
         headers += await self.outbound.headers_for(server, caller, request.scope)
-        if route.kind == "sse":
-            # The endpoint event is rewritten, so it must arrive uncompressed.
+        content: AsyncIterable[bytes] | None = body
+        if route.kind == "sse" or admitted is not None:
+            # The endpoint event, or a list answer, is rewritten, so it must arrive uncompressed.
             headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]
+        if admitted is not None and admitted.payload is not None:
+            content = _replay(admitted.payload)  # the policy read the body whole
         upstream = await open_upstream(
             self.upstream,
             server,
             method=request.method,
             target=target,
             headers=headers,
-            content=body,
+            content=content,
             receive=request.receive,
         )
         extra = self.cors.response_headers(request)
         rewrite = self.message_endpoints.rewriter(server) if route.kind == "sse" and 200 <= upstream.status < 300 else None
+        if admitted is not None and admitted.filter_answer and 200 <= upstream.status < 300:
+            from .policy import EventStreamFilter, filtered_json_response
+
+            content_type = next((v.lower() for k, v in upstream.headers if k.lower() == b"content-type"), b"")
+            if content_type.startswith(b"application/json"):
+                return await filtered_json_response(upstream, server, admitted.rules, caller, extra)
+            if content_type.startswith(b"text/event-stream"):
+                rewrite = EventStreamFilter(admitted.rules, caller)
         return ProxyResponse(
             upstream, server, keep_alive=self.config.gateway.keep_alive_seconds, extra_headers=extra, rewrite=rewrite
         )
+
+
+async def _replay(payload: bytes) -> AsyncIterator[bytes]:
+    yield payload
 
 
 def _configured_query_names(server: ServerConfig) -> frozenset[str]:

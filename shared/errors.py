@@ -15,6 +15,7 @@
     ├── Unauthorized           401  (no or bad credential; WWW-Authenticate challenge)
     │   └── TokenRejected      401  (a bearer token failed a validation check)
     ├── Forbidden              403  (valid credential, not allowed here: scope, role, server)
+    ├── CallDenied             200  (policy: a tool, resource or prompt the caller may not use; a JSON-RPC error)
     ├── AuthUnavailable        503  (the credential cannot be checked now: the token issuer's keys are unreachable)
     ├── CredentialUnavailable  502/503 (the gateway could not get the backend's credential)
     ├── BackendUnavailable     502  (refused, reset, bad answer)
@@ -162,6 +163,18 @@ class Forbidden(GatewayError):
     status = 403
     code = "forbidden"
     jsonrpc_code = -32003
+
+
+class CallDenied(GatewayError):
+    """The server's policy does not let this caller use the tool, resource or prompt it named.
+
+    Answered as the JSON-RPC error a backend gives for a name it does not have (HTTP 200,
+    as any JSON-RPC answer): the caller learns nothing about what it may not see.
+    """
+
+    status = 200
+    code = "call_denied"
+    jsonrpc_code = -32602
 
 
 class AuthUnavailable(GatewayError):

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 OPTIONAL_STACKS = (
     "azure.identity", "azure.keyvault", "azure.core", "azure.data", "aiohttp", "msal", "requests", "jwt", "cryptography",
-    "mcp", "yaml", "shared.openapi", "shared.oauth", "shared.store",
+    "mcp", "yaml", "shared.openapi", "shared.oauth", "shared.store", "shared.policy",
 )
 """Libraries and gateway packages only some configs need: Key Vault and the managed identity,
 msal, token validation, REST APIs as MCP servers (the MCP SDK), sign-in and its store."""

@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..settings import env
 from .inbound import build_inbound, build_subscriptions
 from .openapi import build_openapi
+from .policy import build_policy
 from .model import (
     HOP_BY_HOP,
     CorsPolicy,
@@ -139,6 +140,8 @@ def _check_server(name: str, raw: Mapping[str, Any]) -> None:
             "no inbound auth is declared: add \"auth\", or say \"anonymous\": true to let any caller in",
         )
     check_outbound_against_auth(raw.get("outbound"), raw.get("auth"), f"{prefix}.outbound")
+    if "policy" in raw and ("openapi" in raw or raw.get("transport") == "sse"):
+        raise ConfigError(f"{prefix}.policy", "applies to streamable-http MCP servers ('url') only")
 
 
 def _build_server(name: str, raw: Mapping[str, Any], base_dir: Path | None) -> ServerConfig:
@@ -160,6 +163,7 @@ def _build_server(name: str, raw: Mapping[str, Any], base_dir: Path | None) -> S
         auth=build_inbound(raw.get("auth"), f"servers.{name}.auth"),
         outbound=build_outbound(raw.get("outbound"), f"servers.{name}.outbound"),
         openapi=openapi,
+        policy=build_policy(raw.get("policy"), f"servers.{name}.policy"),
     )
 
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .inbound import InboundAuth, Subscription
     from .openapi import OpenApiConfig
     from .outbound import OutboundConfig
+    from .policy import PolicyConfig
 
 HOP_BY_HOP = frozenset(
     {
@@ -139,6 +140,8 @@ class ServerConfig:
     outbound: "OutboundConfig | None" = None
     openapi: "OpenApiConfig | None" = None
     """Set for a REST API the gateway serves as MCP tools itself (no MCP backend)."""
+    policy: "PolicyConfig | None" = None
+    """MCP-aware rules (tool authorization, list filtering); None: requests pass untouched."""
 
     @property
     def origin(self) -> str:
