@@ -132,3 +132,33 @@ async def test_the_gateway_refuses_a_duplicate_key_body_and_answers_a_denied_cal
                                             "params": {"name": "add", "arguments": {"a": 1, "b": 2}}}, headers=headers)
         assert denied.status_code == 200
         assert denied.json()["id"] == 4 and denied.json()["error"]["message"] == "unknown tool: add"
+
+
+async def test_a_call_a_scope_would_allow_is_a_step_up_challenge_naming_that_scope(start_server, start_gateway, entra, emulator_pki):
+    from backends.recorder import RecordingBackend
+    from helpers import gateway_config
+
+    recorder = RecordingBackend()
+    backend = start_server(recorder, lifespan="off")
+    scope = "api://mcp-gateway/tools.write"
+    server = {
+        "url": f"{backend.base_url}/mcp",
+        "auth": {"entra": {"tenantId": entra.tenant_id, "audiences": ["api://mcp-gateway"], "authorityHost": entra.authority_host}},
+        "policy": {"default": "deny", "rules": [
+            {"effect": "allow", "methods": ["tools/call"], "names": ["write_*"], "callers": {"scopes": [scope]}}]},
+    }
+    url = start_gateway(gateway_config({"api": server}, caBundle=emulator_pki.ca_path)) + "/mcp/api"
+    call = b'{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"write_note","arguments":{}}}'
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        reader = entra.mint({"aud": "api://mcp-gateway", "scp": "mcp.access"})
+        refused = await http.post(url, content=call, headers={**headers, "authorization": f"Bearer {reader}"})
+        assert refused.status_code == 403
+        challenge = refused.headers["www-authenticate"]
+        assert 'error="insufficient_scope"' in challenge and f'scope="{scope}"' in challenge
+        assert "resource_metadata=" in challenge and reader not in refused.text
+        assert recorder.requests == []
+        writer = entra.mint({"aud": "api://mcp-gateway", "scp": "mcp.access tools.write"})  # Entra's short name
+        allowed = await http.post(url, content=call, headers={**headers, "authorization": f"Bearer {writer}"})
+    assert allowed.status_code == 200, allowed.text
+    assert len(recorder.requests) == 1 and b"write_note" in recorder.requests[0].body
