@@ -327,7 +327,10 @@ class Gateway:
                 body.refuse_declared_oversize()
             refuse_repeated_params(request.scope, self._credential_query[route.server.name])
             caller = await self.inbound.authenticate(route.server, request)
-            admitted = await self._authorize(request, route.server, body, caller) if route.server.policy else None
+            admitted = None
+            if route.server.policy is not None:
+                assert self.policy is not None
+                admitted = await self.policy.admit(route.server, request, body, caller)
             if route.kind == "openapi":
                 response = await self._serve_openapi(request, route.server, body, caller)
             else:
@@ -450,13 +453,6 @@ class Gateway:
         response = await self.openapi.handle(server, request.scope, payload, request.receive, caller)
         response.raw_headers += self.cors.response_headers(request)
         return response
-
-    async def _authorize(
-        self, request: Request, server: ServerConfig, body: RequestBody | None, caller: Caller
-    ) -> "Admitted":
-        """The server's policy: the calls in the body checked against its rules (or an error raised)."""
-        assert self.policy is not None
-        return await self.policy.admit(server, request, body, caller)
 
     async def _forward(
         self, request: Request, route: Route, body: RequestBody | None, caller: Caller, admitted: "Admitted | None" = None

@@ -13,7 +13,7 @@ from ..config.inbound import TokenRules
 from ..errors import Forbidden
 
 
-def _holds_scope(held: frozenset[str], required: str, audiences: tuple[str, ...]) -> bool:
+def holds_scope(held: frozenset[str], required: str, audiences: tuple[str, ...]) -> bool:
     """Entra writes a scope into `scp` by its short name (`mcp.access`), while clients ask
     for it, and metadata advertises it, in full (`api://mcp-gateway/mcp.access`). The token's
     audience has been checked against this server's, so a short name in it is one of this
@@ -40,7 +40,7 @@ def check_permissions(caller: Caller, rules: TokenRules, challenge: Callable[[st
     if not rules.required_scopes:
         return
     if "scp" in caller.claims:
-        missing = [s for s in rules.required_scopes if not _holds_scope(caller.scopes, s, rules.audiences)]
+        missing = [s for s in rules.required_scopes if not holds_scope(caller.scopes, s, rules.audiences)]
         if missing:
             raise Forbidden(
                 "token lacks the required scope(s): " + " ".join(missing),

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..caller import Caller
 from ..config.policy import CallerMatch, GovernedMethod, PolicyConfig, PolicyRule
+from ..inbound.permissions import holds_scope
 
 _NAME = re.compile(r"[\x21-\x7e]{1,128}")
 _URI = re.compile(r"[\x21-\x7e]{1,2048}")
@@ -77,18 +78,9 @@ class ServerRules:
             return False
         if match.groups and match.groups.isdisjoint(_groups(caller)):
             return False
-        if match.scopes and not any(self._holds_scope(caller, scope) for scope in match.scopes):
+        if match.scopes and not any(holds_scope(caller.scopes, scope, self.audiences) for scope in match.scopes):
             return False
         return True
-
-    def _holds_scope(self, caller: Caller, scope: str) -> bool:
-        """As inbound checks requiredScopes: Entra writes `scp` by short name (`tools.read`),
-        a rule may name it in full (`api://gateway/tools.read`) when that prefix is an audience."""
-        if scope in caller.scopes:
-            return True
-        resource, slash, short = scope.rpartition("/")
-        return bool(slash) and resource in self.audiences and short in caller.scopes
-
 
 def _names_match(rule: PolicyRule, name: str) -> bool:
     return any(fnmatchcase(name, pattern) for pattern in rule.names)
